@@ -1,0 +1,6 @@
+from da_bench.losses.grl import GradientReversal, annealed_lr_factor, dann_lambda, grad_reverse
+
+__all__ = ["GradientReversal", "grad_reverse", "dann_lambda", "annealed_lr_factor"]
+from da_bench.losses.domain_adversarial import DomainAdversarialLoss
+
+__all__ += ["DomainAdversarialLoss"]

@@ -1,0 +1,7 @@
+from da_bench.methods.adda import ADDA
+from da_bench.methods.base import DAMethod
+from da_bench.methods.dann import DANN
+from da_bench.methods.source_only import SourceOnly
+from da_bench.methods.target_only import TargetOnly
+
+__all__ = ["DAMethod", "SourceOnly", "TargetOnly", "DANN", "ADDA"]

@@ -1,0 +1,73 @@
+"""What every method shares: evaluation on the source and target test sets, training progress, the
+optimiser with DANN's annealing, and logging keys (train/..., val/{src,tgt}_acc, test/{src,tgt}_acc).
+
+A method subclasses `DAMethod` and writes `training_step` (its one update rule). Evaluation calls
+`classify(x, domain)`, which a method overrides when the target domain has its own encoder (ADDA).
+Model selection is the papers' rule: the weights at the last step; nothing is picked on target labels.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics.classification import MulticlassAccuracy
+
+from da_bench.losses.grl import annealed_lr_factor
+
+DOMAINS = ("src", "tgt")
+
+
+class DAMethod(pl.LightningModule):
+    uses_target_labels = False  # only the oracle reads target labels; the datamodule hides them otherwise
+
+    def __init__(self, net: nn.Module, optimizer: Callable | None = None, lr_schedule: dict | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net = net
+        num_classes = net.classifier[-1].out_features
+        self.accuracy = nn.ModuleDict({
+            f"{stage}_{dom}": MulticlassAccuracy(num_classes, average="micro")
+            for stage in ("val", "test") for dom in DOMAINS
+        })
+
+    @property
+    def progress(self) -> float:
+        """Training progress p in [0, 1]: global step / max_steps (restored with the step on resume)."""
+        return min(1.0, self.global_step / max(1, self.trainer.max_steps))
+
+    def classify(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        return self.net(x)
+
+    def _evaluate(self, batch, dataloader_idx: int, stage: str) -> None:
+        x, y = batch
+        domain = DOMAINS[dataloader_idx]
+        metric = self.accuracy[f"{stage}_{domain}"]
+        metric.update(self.classify(x, domain), y)
+        self.log(f"{stage}/{domain}_acc", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self._evaluate(batch, dataloader_idx, "val")
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self._evaluate(batch, dataloader_idx, "test")
+
+    def make_optimizer(self, factory: Callable, params, lr_schedule: dict | None):
+        """factory(params=...) (a Hydra `_partial_`), with mu_p = mu_0 / (1 + alpha p)^beta per step if asked."""
+        optimizer = factory(params=params)
+        if not lr_schedule:
+            return optimizer
+        total = max(1, self.trainer.max_steps)
+        factor = partial(_annealing, total=total, **lr_schedule)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}}
+
+    def configure_optimizers(self):
+        return self.make_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr_schedule)
+
+
+def _annealing(step: int, total: int, alpha: float, beta: float) -> float:
+    return annealed_lr_factor(min(1.0, step / total), alpha, beta)

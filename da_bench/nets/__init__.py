@@ -1,0 +1,4 @@
+from da_bench.nets.convnet import ConvNet, init_weights
+from da_bench.nets.discriminator import DomainDiscriminator
+
+__all__ = ["ConvNet", "DomainDiscriminator", "init_weights"]

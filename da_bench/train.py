@@ -1,0 +1,96 @@
+"""Train one method on one domain pair and write its metrics.
+
+    python -m da_bench.train method=dann data=mnist_mnistm seed=0        (or: da-bench-train ...)
+    python -m da_bench.train --help                                      (every config group and option)
+
+The recipe, top to bottom: seed; instantiate the datamodule, the net and the method, callbacks, loggers,
+trainer; fit (resuming from ckpt_path, or from the run directory's last.ckpt when a run is re-launched);
+test the weights of the last step on the source and target test sets; write metrics.json. A run whose
+metrics.json exists is done and is skipped when launched again (rerun=true trains it anew).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from da_bench.data.files import DataError
+from da_bench.run_dir import register_resolvers
+
+log = logging.getLogger("da_bench.train")
+register_resolvers()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def train(cfg: DictConfig) -> dict:
+    out_dir = Path(cfg.paths.output_dir)
+    metrics_file = out_dir / "metrics.json"
+    if metrics_file.exists() and not cfg.rerun:
+        log.info("already done, skipping: %s", metrics_file)
+        return json.loads(metrics_file.read_text())
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()  # missing / corrupt files fail here, before a trainer exists
+    method = instantiate(cfg.method, net=instantiate(cfg.net))
+    datamodule.expose_target_labels = method.uses_target_labels
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    last = out_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = cfg.ckpt_path or (str(last) if last.exists() else None)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    start = time.time()
+    trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.save_checkpoint(last)
+    fit_s = time.time() - start
+    tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
+              for k, v in per_loader.items()}
+
+    metrics = {
+        "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
+        **{k: float(v) for k, v in tested.items()},
+        "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(fit_s, 2),
+        "selection": cfg.selection, "commit": git_commit(), "device": str(trainer.strategy.root_device),
+        "resumed_from": ckpt_path, "table": cfg.get("table_name"),
+        "overrides": list(cfg.get("overrides_list") or []),
+    }
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    log.info("target test accuracy %.4f (source %.4f) -> %s", metrics["test/tgt_acc"], metrics["test/src_acc"],
+             metrics_file)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        metrics = train(cfg)
+    except DataError as err:
+        print(f"da_bench: data error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return metrics["test/tgt_acc"]
+
+
+if __name__ == "__main__":
+    main()
