@@ -26,6 +26,10 @@ from da_bench.data.files import DataError
 from da_bench.run_dir import register_resolvers
 
 log = logging.getLogger("da_bench.train")
+
+
+class RunInterrupted(RuntimeError):
+    """Training stopped before max_steps (Ctrl-C, SIGTERM): no metrics are written, last.ckpt is."""
 register_resolvers()
 
 
@@ -50,7 +54,7 @@ def train(cfg: DictConfig) -> dict:
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()  # missing / corrupt files fail here, before a trainer exists
-    method = instantiate(cfg.method, net=instantiate(cfg.net))
+    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     datamodule.expose_target_labels = method.uses_target_labels
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
@@ -64,6 +68,9 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     trainer.save_checkpoint(last)
     fit_s = time.time() - start
+    if trainer.interrupted or trainer.global_step < trainer.max_steps:
+        raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; saved {last}. "
+                             f"Run the same command again to resume.")
     tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
               for k, v in per_loader.items()}
 
@@ -89,6 +96,9 @@ def main(cfg: DictConfig) -> float:
     except DataError as err:
         print(f"da_bench: data error: {err}", file=sys.stderr)
         sys.exit(2)
+    except RunInterrupted as err:
+        print(f"da_bench: interrupted: {err}", file=sys.stderr)
+        sys.exit(130)
     return metrics["test/tgt_acc"]
 
 

@@ -39,6 +39,7 @@ class ADDA(DAMethod):
                  discriminator_hidden: Sequence[int] = (500, 500), pretrain_fraction: float = 0.5,
                  source_checkpoint: str | None = None):
         super().__init__(net)
+        self.pretrain_optimizer, self.adapt_optimizer = pretrain_optimizer, adapt_optimizer
         self.automatic_optimization = False
         self.target_encoder = copy.deepcopy(net.encoder)
         self.discriminator = DomainDiscriminator(net.feature_dim, discriminator_hidden)
@@ -59,8 +60,8 @@ class ADDA(DAMethod):
         return self.net.classifier(encoder(x))
 
     def configure_optimizers(self):
-        source = self.hparams.pretrain_optimizer(params=self.net.parameters())
-        adapt = self.hparams.adapt_optimizer(
+        source = self.pretrain_optimizer(params=self.net.parameters())
+        adapt = self.adapt_optimizer(
             params=[*self.target_encoder.parameters(), *self.discriminator.parameters()])
         return [source, adapt]
 

@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from da_bench.losses.grl import annealed_lr_factor
 
 DOMAINS = ("src", "tgt")
+OPTIMIZER_ARGS = ("optimizer", "pretrain_optimizer", "adapt_optimizer")
 
 
 class DAMethod(pl.LightningModule):
@@ -26,8 +27,10 @@ class DAMethod(pl.LightningModule):
 
     def __init__(self, net: nn.Module, optimizer: Callable | None = None, lr_schedule: dict | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        # optimiser factories stay out of hparams: checkpoints then load with torch.load(weights_only=True)
+        self.save_hyperparameters(ignore=["net", *OPTIMIZER_ARGS], logger=False)
         self.net = net
+        self.optimizer = optimizer
         num_classes = net.classifier[-1].out_features
         self.accuracy = nn.ModuleDict({
             f"{stage}_{dom}": MulticlassAccuracy(num_classes, average="micro")
@@ -66,7 +69,7 @@ class DAMethod(pl.LightningModule):
                 "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}}
 
     def configure_optimizers(self):
-        return self.make_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr_schedule)
+        return self.make_optimizer(self.optimizer, self.parameters(), self.hparams.lr_schedule)
 
 
 def _annealing(step: int, total: int, alpha: float, beta: float) -> float:

@@ -1,0 +1,151 @@
+"""Finished runs (metrics.json files) -> result tables: mean +- std over seeds, n, the paper's number.
+
+One table per model-selection rule found in the runs, each labelled with it; missing cells are printed
+as missing, never filled in. Paper numbers come from da_bench/paper_numbers.yaml.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from da_bench.run_dir import measured_overrides
+
+PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
+
+
+def find_runs(paths) -> list[dict]:
+    """Every metrics.json under the given directories (or the files themselves)."""
+    runs = []
+    for p in map(Path, paths):
+        files = [p] if p.is_file() else sorted(p.rglob("metrics.json"))
+        for f in files:
+            run = json.loads(f.read_text())
+            run["_path"] = str(f)
+            runs.append(run)
+    return runs
+
+
+def paper_numbers(table: str | None) -> tuple[dict, str]:
+    """{(data, method): accuracy} of `table` (all tables merged when it is None), and the citation."""
+    tables = OmegaConf.to_container(OmegaConf.load(PAPER_NUMBERS))
+    chosen = [tables[table]] if table in tables else list(tables.values())
+    cells = {(d, m): v for t in reversed(chosen) for d, row in t["cells"].items() for m, v in row.items()}
+    return cells, "; ".join(t["citation"] for t in chosen)
+
+
+def variant(run: dict) -> str:
+    """The run's measured overrides (e.g. data.normalize=unit): runs that differ in them are not averaged."""
+    return ",".join(measured_overrides(run.get("overrides", [])))
+
+
+def row_name(run: dict) -> str:
+    v = variant(run)
+    return f"{run['method']} [{v}]" if v else run["method"]
+
+
+def aggregate(runs: list[dict], metric: str = "test/tgt_acc") -> dict:
+    """{selection: {(data, row name): [values over seeds]}}; the row name is the method plus its variant."""
+    out: dict = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        if metric in r:
+            out[r.get("selection", "unknown")][(r["data"], row_name(r))].append(r[metric])
+    return out
+
+
+def order(items, preferred):
+    """`preferred` first (a method's variants right after it), then the rest sorted."""
+    rank = {p: i for i, p in enumerate(preferred)}
+    return sorted(items, key=lambda x: (rank.get(x.split(" [")[0], len(rank)), x))
+
+
+METHOD_ORDER = ["source_only", "dann", "adda", "target_only"]
+
+
+def cell(values: list[float]) -> tuple[str, float | None, float | None]:
+    if not values:
+        return "missing", None, None
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {std:.4f} (n={len(values)})", mean, std
+
+
+def build_tables(runs: list[dict], table: str | None = None, metric: str = "test/tgt_acc") -> dict[str, list[dict]]:
+    """{selection: rows}; a row per (method, data) with mean, std, n, paper and the seeds used."""
+    paper, _ = paper_numbers(table)
+    result = {}
+    for selection, cells in aggregate(runs, metric).items():
+        datas = order({d for d, _ in cells} | {d for d, _ in paper if table}, [])
+        methods = order({m for _, m in cells} | ({m for _, m in paper} if table else set()), METHOD_ORDER)
+        rows = []
+        for m in methods:
+            for d in datas:
+                values = cells.get((d, m), [])
+                if not values and (d, m) not in paper:  # a paper cell nobody ran stays, as missing
+                    continue
+                text, mean, std = cell(values)
+                rows.append({"method": m, "data": d, "mean": mean, "std": std, "n": len(values),
+                             "paper": paper.get((d, m.split(" [")[0])), "text": text})
+        result[selection] = rows
+    return result
+
+
+def render(rows: list[dict], fmt: str) -> str:
+    """A method x pair grid as 'md', 'csv' or 'tex'."""
+    datas = order({r["data"] for r in rows}, [])
+    methods = order({r["method"] for r in rows}, METHOD_ORDER)
+    by = {(r["method"], r["data"]): r for r in rows}
+
+    def text(m, d, tex=False):
+        r = by.get((m, d))
+        if r is None:
+            return "—"
+        paper = f" [paper {r['paper']:.3f}]" if r["paper"] is not None else ""
+        body = r["text"].replace("±", r"$\pm$") if tex else r["text"]
+        return body + paper
+
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["method", "data", "mean", "std", "n", "paper"])
+        for r in rows:
+            w.writerow([r["method"], r["data"], r["mean"], r["std"], r["n"], r["paper"]])
+        return buf.getvalue()
+    if fmt == "tex":
+        lines = [r"\begin{tabular}{l" + "c" * len(datas) + "}", " & ".join(["method", *datas]).replace("_", r"\_")
+                 + r" \\", r"\hline"]
+        lines += [" & ".join([m.replace("_", r"\_"), *(text(m, d, True) for d in datas)]) + r" \\" for m in methods]
+        return "\n".join(lines + [r"\end{tabular}"]) + "\n"
+    head = "| method | " + " | ".join(datas) + " |\n|---|" + "---|" * len(datas) + "\n"
+    return head + "".join(f"| {m} | " + " | ".join(text(m, d) for d in datas) + " |\n" for m in methods)
+
+
+def describe(runs: list[dict]) -> str:
+    """Provenance lines: commits, devices, seeds, steps, the overrides of the runs."""
+    def values(key):
+        return ", ".join(sorted({str(r.get(key)) for r in runs}))
+
+    return (f"- runs: {len(runs)}; seeds: {values('seed')}; steps: {values('steps')}\n"
+            f"- commits: {values('commit')}; devices: {values('device')}\n")
+
+
+def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None = None, header: str = "") -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _, citation = paper_numbers(table)
+    md = [f"# {name}\n", header, "\nTarget-domain test accuracy, mean ± std over seeds (n runs); "
+          f"[paper: {citation}].\n", describe(runs)]
+    tables = build_tables(runs, table)
+    for selection, rows in sorted(tables.items()):
+        suffix = "" if len(tables) == 1 else f"_{selection}"
+        md += [f"\n## Model selection: {selection}\n\n", render(rows, "md")]
+        (out_dir / f"{name}{suffix}.csv").write_text(render(rows, "csv"))
+        (out_dir / f"{name}{suffix}.tex").write_text(render(rows, "tex"))
+    path = out_dir / f"{name}.md"
+    path.write_text("".join(md))
+    return path

@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Turn finished runs into result tables.
+
+    python scripts/make_tables.py logs/runs --table dann --name dann --out results/
+
+Reads every metrics.json under RUN_DIRS, writes OUT/NAME.md (+ .csv, .tex): target test accuracy as
+mean ± std over seeds with n, the paper's number beside each cell, one table per model-selection rule,
+and the commits / devices / seeds the runs came from. Cells without runs are printed as missing.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from da_bench.tables import find_runs, write_tables  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", help="directories searched for metrics.json (or the files)")
+    parser.add_argument("--out", default="results", help="output directory (default: results)")
+    parser.add_argument("--name", default=None, help="table file name (default: the runs' table name)")
+    parser.add_argument("--table", default=None, help="paper table for the reference numbers: dann, adda, ...")
+    parser.add_argument("--only-table", action="store_true", help="keep only runs launched by --table's preset")
+    parser.add_argument("--header", default="", help="text put under the title (e.g. the command)")
+    args = parser.parse_args(argv)
+    runs = find_runs(args.run_dirs)
+    if args.only_table:
+        runs = [r for r in runs if r.get("table") == args.table]
+    if not runs:
+        parser.error(f"no metrics.json found under {args.run_dirs}")
+    name = args.name or args.table or "table"
+    path = write_tables(runs, Path(args.out), name, args.table, args.header)
+    print(path.read_text())
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

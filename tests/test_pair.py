@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from da_bench.data import Domain, DomainPair
+from da_bench.data.pair import fit_channels, fit_geometry, input_stats
+from da_bench.data.sources import MNIST, MNISTM, USPS
+
+
+def test_fit_geometry_pad_crop_resize():
+    x = torch.arange(2 * 1 * 28 * 28, dtype=torch.int64).remainder(256).to(torch.uint8).view(2, 1, 28, 28)
+    padded = fit_geometry(x, 32, "pad")
+    assert padded.shape == (2, 1, 32, 32) and torch.equal(padded[..., 2:30, 2:30], x)
+    assert padded[..., :2, :].sum() == 0
+    assert torch.equal(fit_geometry(padded, 28, "center_crop"), x)
+    resized = fit_geometry(torch.full((1, 1, 16, 16), 200, dtype=torch.uint8), 28, "resize")
+    assert resized.shape == (1, 1, 28, 28) and resized.dtype == torch.uint8 and (resized == 200).all()
+    assert fit_geometry(x, 28, "pad") is x
+    with pytest.raises(ValueError):
+        fit_geometry(padded, 28, "pad")
+
+
+def test_fit_channels():
+    grey = torch.randint(0, 256, (3, 1, 4, 4), dtype=torch.uint8)
+    rgb = fit_channels(grey, 3)
+    assert rgb.shape == (3, 3, 4, 4) and all(torch.equal(rgb[:, c], grey[:, 0]) for c in range(3))
+    assert torch.equal(fit_channels(rgb, 1), grey)
+
+
+@pytest.mark.parametrize("mode", ["pixel_mean", "minus_half", "unit", "standardize"])
+def test_input_stats(mode):
+    x = torch.randint(0, 256, (50, 3, 6, 6), dtype=torch.uint8)
+    mean, std = input_stats(x, mode)
+    normalised = (x.float() / 255 - mean) / std
+    ref = x.float() / 255
+    if mode == "pixel_mean":
+        assert torch.allclose(normalised, (x.float() - x.float().mean((0, 2, 3), keepdim=True)) / 255, atol=1e-5)
+    elif mode == "minus_half":
+        assert torch.allclose(normalised, (ref - 0.5) / 0.5)
+    elif mode == "unit":
+        assert torch.equal(normalised, ref)
+    else:
+        assert torch.allclose(normalised.mean((0, 2, 3)), torch.zeros(3), atol=1e-4)
+        assert torch.allclose(normalised.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
+
+
+def make_pair(root, resident=True, **kw):
+    return DomainPair(Domain(MNIST(root), binarize=True), Domain(MNISTM(root, variant="published"), "center_crop"),
+                      image_size=28, channels=3, num_classes=10, batch_size=8, resident=resident, **kw)
+
+
+def test_resident_batches_hide_target_labels_and_cover_each_epoch(fixture_data):
+    pair = make_pair(fixture_data)
+    pair.setup()
+    batch = next(iter(pair.train_dataloader()))
+    assert set(batch) == {"src_x", "src_y", "tgt_x"}
+    assert batch["src_x"].shape == (8, 3, 28, 28) and batch["src_x"].dtype == torch.float32
+    pair.expose_target_labels = True
+    it = iter(pair.train_dataloader())
+    n = len(pair.splits["tgt_train"][1])
+    seen = torch.cat([next(it)["tgt_y"] for _ in range(n // 8)])
+    assert "tgt_y" in next(iter(pair.train_dataloader()))
+    # one epoch of a domain draws each image at most once: label counts cannot exceed the split's
+    counts = torch.bincount(seen, minlength=10)
+    assert (counts <= torch.bincount(pair.splits["tgt_train"][1], minlength=10)).all()
+
+
+def test_binarize_and_pixel_mean_are_applied(fixture_data):
+    pair = make_pair(fixture_data)
+    pair.prepare_data()
+    src = pair.splits["src_train"][0]
+    assert set(src.unique().tolist()) <= {0, 255}
+    both = torch.cat([src, pair.splits["tgt_train"][0]]).double()
+    assert torch.allclose(pair.mean.view(3).double(), both.mean((0, 2, 3)) / 255, atol=1e-6)
+
+
+def test_dataloader_path_serves_the_same_normalised_images(fixture_data):
+    resident, loader = make_pair(fixture_data), make_pair(fixture_data, resident=False)
+    resident.setup()
+    loader.setup()
+    x_r, y_r = next(iter(resident.test_dataloader()[1]))
+    x_l, y_l = next(iter(loader.test_dataloader()[1]))
+    assert torch.equal(y_r, y_l) and torch.allclose(x_r, x_l)
+    batch = next(iter(loader.train_dataloader()))
+    assert set(batch) == {"src_x", "src_y", "tgt_x"} and batch["tgt_x"].shape == (8, 3, 28, 28)
+
+
+def test_train_subset_is_a_fixed_draw(fixture_data):
+    a = Domain(USPS(fixture_data), train_subset=20).load("train", 28, 1)
+    b = Domain(USPS(fixture_data), train_subset=20).load("train", 28, 1)
+    full = Domain(USPS(fixture_data)).load("train", 28, 1)
+    assert len(a[1]) == 20 and torch.equal(a[0], b[0]) and len(full[1]) == 50
+    test = Domain(USPS(fixture_data), train_subset=20).load("test", 28, 1)
+    assert len(test[1]) == 30

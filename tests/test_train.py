@@ -1,0 +1,158 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from da_bench.train import train
+from tests.helpers import CONF, make_cfg
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ["source_only", "target_only", "dann", "adda"]
+PAIRS = ["mnist_mnistm", "svhn_mnist", "mnist_usps", "usps_mnist", "syn_svhn", "synsigns_gtsrb"]
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_on_every_pair(fixture_data, tmp_path, method, pair):
+    cfg = make_cfg(fixture_data, tmp_path, [f"method={method}", f"data={pair}"])
+    metrics = train(cfg)
+    for key in ("method", "data", "seed", "test/tgt_acc", "test/src_acc", "steps", "wall_s", "commit", "selection"):
+        assert key in metrics
+    assert metrics["method"] == method and metrics["data"] == pair and metrics["steps"] == 6
+    assert 0.0 <= metrics["test/tgt_acc"] <= 1.0 and metrics["selection"] == "last_step"
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_dataloader_path_trains_too(fixture_data, tmp_path):
+    metrics = train(make_cfg(fixture_data, tmp_path, ["method=dann", "data.resident=false"]))
+    assert metrics["steps"] == 6
+
+
+def test_finished_run_is_skipped(fixture_data, tmp_path):
+    cfg = make_cfg(fixture_data, tmp_path, ["method=source_only"])
+    first = train(cfg)
+    (tmp_path / "checkpoints" / "last.ckpt").unlink()
+    assert train(cfg) == first  # no training: the checkpoint is not rewritten
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def read_ckpt(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_interrupted_run_resumes_and_schedules_continue(fixture_data, tmp_path):
+    interrupt = ["+callbacks.interrupt._target_=tests.helpers.InterruptAt", "+callbacks.interrupt.step=4"]
+    base = ["method=dann", "trainer.max_steps=10", "trainer.val_check_interval=100"]
+    with pytest.raises(SystemExit):  # Lightning's answer to Ctrl-C, after the on-exception checkpoint
+        train(make_cfg(fixture_data, tmp_path, base + interrupt))
+    assert not (tmp_path / "metrics.json").exists()
+    assert read_ckpt(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
+
+    metrics = train(make_cfg(fixture_data, tmp_path, base))
+    assert metrics["steps"] == 10 and metrics["resumed_from"].endswith("last.ckpt")
+    ckpt = read_ckpt(tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["lr_schedulers"][0]["last_epoch"] == 10
+    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.01 * (1 + 10 * 1.0) ** -0.75)
+    # the GRL coefficient continued from step 4: logged values never restart at 0
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    lambdas = [(int(r["step"]), float(r["train/grl_lambda"])) for r in rows if r.get("train/grl_lambda")]
+    assert [s for s, _ in lambdas] == sorted(s for s, _ in lambdas)
+    assert all(b >= a for (_, a), (_, b) in zip(lambdas, lambdas[1:]))
+
+
+def test_adda_reuses_a_finished_source_only_run(fixture_data, tmp_path):
+    src_dir = tmp_path / "src"
+    train(make_cfg(fixture_data, src_dir, ["method=source_only", "data=mnist_usps"]))
+    cfg = make_cfg(fixture_data, tmp_path / "adda",
+                   ["method=adda", "data=mnist_usps", f"method.source_checkpoint={src_dir}"])
+    metrics = train(cfg)
+    source_state = read_ckpt(src_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    adda_state = read_ckpt(tmp_path / "adda" / "checkpoints" / "last.ckpt")["state_dict"]
+    # stage 1 skipped: the source net is the source_only net, untouched by the 6 adaptation steps
+    assert all(torch.equal(adda_state[k], v) for k, v in source_state.items() if k.startswith("net."))
+    assert not torch.equal(adda_state["target_encoder.0.weight"], source_state["net.encoder.0.weight"])
+    assert metrics["test/src_acc"] == pytest.approx(
+        json.loads((src_dir / "metrics.json").read_text())["test/src_acc"])
+
+
+def test_oracle_alone_sees_target_labels(fixture_data, tmp_path):
+    seen = {}
+    from da_bench.methods import DANN, TargetOnly
+
+    for name, cls in (("dann", DANN), ("target_only", TargetOnly)):
+        original = cls.training_step
+
+        def spy(self, batch, batch_idx, _name=name, _orig=original):
+            seen.setdefault(_name, set(batch))
+            return _orig(self, batch, batch_idx)
+
+        cls.training_step = spy
+        try:
+            train(make_cfg(fixture_data, tmp_path / name, [f"method={name}"]))
+        finally:
+            cls.training_step = original
+    assert "tgt_y" not in seen["dann"] and "tgt_y" in seen["target_only"]
+
+
+def config_names(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", config_names("domain"))
+def test_every_domain_config_instantiates_a_reader(fixture_data, tmp_path, name):
+    cfg = make_cfg(fixture_data, tmp_path, debug=None)
+    node = OmegaConf.merge(OmegaConf.load(CONF / "domain" / f"{name}.yaml"),
+                           {"root": str(fixture_data), "download": False, "cache_dir": str(tmp_path)})
+    x, y = instantiate(node).load("test")
+    assert len(x) == len(y) > 0 and cfg.paths.data_dir == str(fixture_data)
+
+
+@pytest.mark.parametrize("group, name", [(g, n) for g in ("data", "method", "net", "trainer", "logger", "callbacks",
+                                                        "debug") for n in config_names(g)])
+def test_every_config_composes_and_instantiates(fixture_data, tmp_path, group, name):
+    cfg = make_cfg(fixture_data, tmp_path, [f"{group}={name}"], debug=None)
+    instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    instantiate(cfg.data).prepare_data()
+    for node in [*(cfg.logger or {}).values(), *(cfg.callbacks or {}).values()]:
+        instantiate(node)
+    if cfg.trainer.get("accelerator") != "gpu" or torch.cuda.is_available():
+        instantiate(cfg.trainer)
+
+
+def run_cli(args, env_extra=None, cwd=REPO):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "da_bench.train", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_cli_missing_data_is_a_clear_error(tmp_path):
+    result = run_cli([f"paths.data_dir={tmp_path / 'nowhere'}", f"paths.log_dir={tmp_path}", "debug=fast"])
+    assert result.returncode == 2
+    assert "missing data file" in result.stderr and str(tmp_path / "nowhere" / "MNIST" / "raw") in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_help_explains():
+    result = run_cli(["--help"])
+    assert result.returncode == 0
+    for word in ("method=dann data=mnist_mnistm", "trainer.max_steps", "paths.data_dir", "method:", "data:"):
+        assert word in result.stdout
+
+
+def test_cli_end_to_end_on_fixtures(fixture_data, tmp_path):
+    result = run_cli(["method=dann", "data=usps_mnist", "seed=3", f"paths.data_dir={fixture_data}",
+                      f"paths.log_dir={tmp_path}", "debug=fast"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = list(tmp_path.glob("runs/usps_mnist/dann/seed3/*/metrics.json"))
+    assert len(files) == 1
+    metrics = json.loads(files[0].read_text())
+    assert metrics["seed"] == 3 and metrics["steps"] == 6
