@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 # overrides that do not change what a run measures, or that are already part of its directory
 NEUTRAL_PREFIXES = ("method=", "data=", "seed=", "table=", "paths.", "callbacks.progress_bar", "logger", "rerun=",
                     "download=", "ckpt_path=", "hydra.", "trainer.devices=", "trainer.accelerator=",
-                    "trainer.enable_progress_bar=")
+                    "trainer.enable_progress_bar=", "launcher=", "gpu_slots=", "table_name=")
 
 
 def measured_overrides(overrides) -> list[str]:
@@ -32,6 +32,12 @@ def run_suffix(overrides) -> str:
     return "h" + hashlib.sha1(joined.encode()).hexdigest()[:12]
 
 
+def run_hash(output_dir: str) -> str:
+    """A stable id for the run in `output_dir` (its W&B run id: a resumed run continues the same one)."""
+    return hashlib.sha1(str(output_dir).encode()).hexdigest()[:16]
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("run_suffix"):
-        OmegaConf.register_new_resolver("run_suffix", run_suffix)
+    for name, fn in (("run_suffix", run_suffix), ("run_hash", run_hash)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

@@ -114,7 +114,8 @@ def render(rows: list[dict], fmt: str) -> str:
         w = csv.writer(buf)
         w.writerow(["method", "data", "mean", "std", "n", "paper"])
         for r in rows:
-            w.writerow([r["method"], r["data"], r["mean"], r["std"], r["n"], r["paper"]])
+            w.writerow([r["method"], r["data"], *(None if v is None else round(v, 6) for v in (r["mean"], r["std"])),
+                        r["n"], r["paper"]])
         return buf.getvalue()
     if fmt == "tex":
         lines = [r"\begin{tabular}{l" + "c" * len(datas) + "}", " & ".join(["method", *datas]).replace("_", r"\_")

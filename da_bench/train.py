@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -19,10 +21,12 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from da_bench.data.files import DataError
+from da_bench.devices import claim_gpu_slot
 from da_bench.run_dir import register_resolvers
 
 log = logging.getLogger("da_bench.train")
@@ -44,12 +48,28 @@ def git_commit() -> str:
         return "unknown"
 
 
+def device_name(trainer: pl.Trainer) -> str:
+    device = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return f"{device.type} x{trainer.world_size} ({name})"
+
+
+def finish_wandb(loggers) -> None:
+    """Close the W&B run: each job of a multirun is its own run, even in one process."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()
+
+
 def train(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     metrics_file = out_dir / "metrics.json"
     if metrics_file.exists() and not cfg.rerun:
         log.info("already done, skipping: %s", metrics_file)
         return json.loads(metrics_file.read_text())
+    if cfg.gpu_slots:
+        log.info("GPU slot %d (CUDA_VISIBLE_DEVICES)", claim_gpu_slot(cfg.gpu_slots))
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -59,6 +79,10 @@ def train(cfg: DictConfig) -> dict:
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    commit = git_commit()
+    run_config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams({"config": run_config, "commit": commit})
 
     last = out_dir / "checkpoints" / "last.ckpt"
     ckpt_path = cfg.ckpt_path or (str(last) if last.exists() else None)
@@ -78,10 +102,13 @@ def train(cfg: DictConfig) -> dict:
         "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
         **{k: float(v) for k, v in tested.items()},
         "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(fit_s, 2),
-        "selection": cfg.selection, "commit": git_commit(), "device": str(trainer.strategy.root_device),
-        "resumed_from": ckpt_path, "table": cfg.get("table_name"),
+        "selection": cfg.selection, "commit": commit, "device": device_name(trainer),
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": ckpt_path, "table": cfg.get("table_name"),
         "overrides": list(cfg.get("overrides_list") or []),
     }
+    finish_wandb(loggers)
+    if not trainer.is_global_zero:
+        return metrics
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
     metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
     log.info("target test accuracy %.4f (source %.4f) -> %s", metrics["test/tgt_acc"], metrics["test/src_acc"],

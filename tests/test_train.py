@@ -117,7 +117,7 @@ def test_every_domain_config_instantiates_a_reader(fixture_data, tmp_path, name)
 
 
 @pytest.mark.parametrize("group, name", [(g, n) for g in ("data", "method", "net", "trainer", "logger", "callbacks",
-                                                        "debug") for n in config_names(g)])
+                                                        "debug", "table") for n in config_names(g)])
 def test_every_config_composes_and_instantiates(fixture_data, tmp_path, group, name):
     cfg = make_cfg(fixture_data, tmp_path, [f"{group}={name}"], debug=None)
     instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")

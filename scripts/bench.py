@@ -1,0 +1,156 @@
+#!/usr/bin/env python
+"""Training throughput: steps/s and images/s per method and pair, device-resident data vs the DataLoader path.
+
+    python scripts/bench.py                                  # CPU: source_only, dann, adda x mnist_mnistm, svhn_mnist
+    python scripts/bench.py --device cuda --precision 32-true bf16-mixed --channels-last
+    python scripts/bench.py --steps 300 --out results/bench.md
+
+Each cell trains the real method with the pair's config (net, batch size per domain) for --warmup steps
+untimed, then --steps timed steps (no validation, logging or checkpoints). images/s counts source and
+target images. Pairs whose data is not under --data-dir run on generated data of the same shapes and
+formats (marked 'synthetic'): throughput does not depend on pixel values. Measured on the 2-core CPU of
+the development machine (commit in results/bench.md): the resident path ran at least 2x the DataLoader
+path's steps/s in every cell (see results/bench.md for the figures).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+
+from da_bench.data.files import DataError  # noqa: E402
+from da_bench.run_dir import register_resolvers  # noqa: E402
+
+FIRST_FILE = {"mnist_mnistm": "MNIST/raw/train-images-idx3-ubyte.gz", "svhn_mnist": "SVHN/train_32x32.mat",
+              "mnist_usps": "USPS/usps.h5", "usps_mnist": "USPS/usps.h5", "syn_svhn": "SynNumbers/synth_train_32x32.mat",
+              "synsigns_gtsrb": "SynSigns/synthetic_data/train_labelling.txt"}
+
+
+class StepTimer(pl.Callback):
+    def __init__(self, warmup: int):
+        self.warmup, self.start = warmup, None
+
+    def _sync(self, trainer):
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.warmup and self.start is None:
+            self._sync(trainer)
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, *args):
+        self._sync(trainer)
+        self.seconds = time.perf_counter() - self.start
+
+
+class ChannelsLast(pl.Callback):
+    def on_fit_start(self, trainer, pl_module):
+        pl_module.to(memory_format=torch.channels_last)
+
+
+def measure(data_root, method, pair, resident, args, precision, out_dir):
+    overrides = [f"method={method}", f"data={pair}", f"paths.data_dir={data_root}", f"paths.output_dir={out_dir}",
+                 f"data.resident={str(resident).lower()}", f"data.num_workers={0 if resident else args.workers}"]
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    module = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    datamodule.expose_target_labels = module.uses_target_labels
+    timer = StepTimer(args.warmup)
+    trainer = pl.Trainer(accelerator=args.device, devices=1, max_steps=args.warmup + args.steps, max_epochs=-1,
+                         precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                         callbacks=[timer] + ([ChannelsLast()] if args.channels_last else []))
+    trainer.fit(module, datamodule=datamodule)
+    steps_per_s = args.steps / timer.seconds
+    return steps_per_s, steps_per_s * 2 * datamodule.batch_size
+
+
+def hardware(device: str) -> str:
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=["source_only", "dann", "adda"])
+    parser.add_argument("--pairs", nargs="+", default=["mnist_mnistm", "svhn_mnist"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", nargs="+", default=["32-true"])
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the DataLoader path")
+    parser.add_argument("--data-dir", default=os.environ.get("DA_BENCH_DATA", "data"))
+    parser.add_argument("--out", default=None, help="write the table here (e.g. results/bench.md)")
+    args = parser.parse_args(argv)
+    register_resolvers()
+    pl.seed_everything(0, verbose=False)
+
+    tmp = Path(tempfile.mkdtemp(prefix="da_bench_bench_"))
+    synthetic_root = None
+    rows = []
+    for pair in args.pairs:
+        root, source = Path(args.data_dir), "real"
+        if not (root / FIRST_FILE[pair]).exists():
+            if synthetic_root is None:
+                from tests.fixtures import make_all
+
+                synthetic_root = tmp / "synthetic"
+                os.environ["DA_BENCH_EXTRA_CHECKSUMS"] = str(make_all(synthetic_root))
+            root, source = synthetic_root, "synthetic"
+        for method in args.methods:
+            for precision in args.precision:
+                cell = {}
+                for resident in (True, False):
+                    try:
+                        cell[resident] = measure(root, method, pair, resident, args, precision, tmp / "run")
+                    except DataError as err:
+                        print(f"skip {pair}: {err}", file=sys.stderr)
+                        break
+                if len(cell) < 2:
+                    continue
+                (r_steps, r_imgs), (l_steps, l_imgs) = cell[True], cell[False]
+                row = (method, pair, source, precision, r_steps, r_imgs, l_steps, l_imgs, r_steps / l_steps)
+                rows.append(row)
+                print("{:12s} {:14s} {:9s} {:10s} resident {:8.1f} steps/s {:9.0f} img/s | DataLoader {:8.1f} "
+                      "steps/s {:9.0f} img/s | x{:.2f}".format(*row), flush=True)
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    table = ["| method | pair | data | precision | resident steps/s | resident img/s | DataLoader steps/s | "
+             "DataLoader img/s | speed-up |", "|---|---|---|---|---|---|---|---|---|"]
+    table += ["| {} | {} | {} | {} | {:.1f} | {:.0f} | {:.1f} | {:.0f} | {:.2f}x |".format(*r) for r in rows]
+    text = (f"# Training throughput\n\nCommand: `python scripts/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}`\n"
+            f"Commit: {commit}; device: {args.device} ({hardware(args.device)}); torch {torch.__version__}; "
+            f"{args.warmup} warm-up + {args.steps} timed steps per cell; DataLoader path with "
+            f"{args.workers} workers; channels_last: {args.channels_last}.\n"
+            f"Batch = the pair's batch_size per domain (images/s counts source + target).\n\n" + "\n".join(table) + "\n")
+    print("\n" + text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from da_bench.run_dir import run_suffix
+from da_bench.tables import find_runs, write_tables
+from da_bench.train import train
+from tests.helpers import make_cfg
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+def test_make_tables_matches_the_golden_files(tmp_path):
+    result = subprocess.run([sys.executable, "scripts/make_tables.py", str(DATA / "runs"), "--table", "dann",
+                             "--name", "dann", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for suffix in ("md", "csv", "tex"):
+        assert (tmp_path / f"dann.{suffix}").read_text() == (DATA / "golden" / f"dann.{suffix}").read_text()
+
+
+def test_tables_never_invent_cells_and_keep_variants_apart(tmp_path):
+    text = write_tables(find_runs([DATA / "runs"]), tmp_path, "t", "dann").read_text()
+    assert "| target_only | missing [paper 0.960]" in text
+    assert "0.7200 ± 0.0200 (n=3)" in text  # the 3 default dann seeds, not the minus_half variant
+    assert "| dann [data.normalize=minus_half] | 0.6000 ± 0.0000 (n=1)" in text
+    assert "## Model selection: last_step" in text and "commits: abc1234" in text
+
+
+def test_run_suffix_is_stable_and_ignores_where_things_go():
+    a = run_suffix(["method=dann", "seed=1", "trainer.max_steps=5", "paths.data_dir=/x", "launcher=per_gpu"])
+    assert a == run_suffix(["trainer.max_steps=5", "paths.log_dir=/y"]) == "trainer.max_steps=5"
+    assert run_suffix([]) == "defaults"
+    long = [f"method.optimizer.lr={i}" for i in range(20)]
+    assert run_suffix(long).startswith("h") and run_suffix(long) != run_suffix(long[:-1])
+
+
+def cli(args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "da_bench.train", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def test_smoke_table_runs_in_parallel_then_a_relaunch_skips_done_runs(fixture_data, tmp_path):
+    common = ["-m", "table=smoke", f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}",
+              "callbacks.progress_bar.refresh_rate=0"]
+    first = cli(common + ["launcher=per_gpu", "gpu_slots=2"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = find_runs([tmp_path / "runs"])
+    assert len(runs) == 4 and {(r["method"], r["seed"]) for r in runs} == {
+        (m, s) for m in ("source_only", "dann") for s in (0, 1)}
+    assert {r["table"] for r in runs} == {"smoke"}
+    assert {r["visible_devices"] for r in runs} == {"0", "1"}  # two workers, one GPU slot each
+    stamps = {r["_path"]: Path(r["_path"]).stat().st_mtime_ns for r in runs}
+
+    second = cli(common)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert (second.stdout + second.stderr).count("already done, skipping") == 4
+    assert {p: Path(p).stat().st_mtime_ns for p in stamps} == stamps
+    tables = subprocess.run([sys.executable, "scripts/make_tables.py", str(tmp_path / "runs"), "--table", "smoke",
+                             "--only-table", "--out", str(tmp_path / "results")], cwd=REPO, capture_output=True,
+                            text=True)
+    assert tables.returncode == 0 and "(n=2)" in (tmp_path / "results" / "smoke.md").read_text()
+
+
+def test_wandb_offline_run_per_job(fixture_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}"
+        train(make_cfg(fixture_data, out, ["logger=csv_wandb", f"seed={seed}", "table_name=smoke"]))
+        offline = list((out / "wandb").glob("offline-run-*"))
+        assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
+    import wandb
+
+    assert wandb.run is None  # each job closed its run
+
+
+def test_wandb_logger_config_tags_and_group(fixture_data, tmp_path):
+    cfg = make_cfg(fixture_data, tmp_path, ["logger=wandb", "method=adda", "data=mnist_usps", "seed=2",
+                                            "table_name=adda"])
+    node = cfg.logger.wandb
+    assert node.group == "adda" and node.name == "mnist_usps/adda/seed2" and node.mode == os.environ.get(
+        "WANDB_MODE", "offline")
+    assert set(node.tags) == {"method:adda", "data:mnist_usps", "seed:2", "table:adda"}
+
+
+@pytest.mark.parametrize("launcher, target", [("per_gpu", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
+def test_launcher_presets_compose(fixture_data, tmp_path, launcher, target):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if launcher == "per_gpu"
+                        else "hydra_plugins.hydra_submitit_launcher")
+    cfg = make_cfg(fixture_data, tmp_path, [f"launcher={launcher}", "gpu_slots=4"], debug=None)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "per_gpu":
+        assert cfg.hydra.launcher.n_jobs == 4
+    else:
+        assert cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_ddp_on_cpu_with_two_processes(fixture_data, tmp_path):
+    result = cli(["method=dann", "data=usps_mnist", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                  f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast",
+                  "callbacks.progress_bar.refresh_rate=0"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting with 2 processes" in result.stdout + result.stderr
+    (metrics,) = find_runs([tmp_path / "runs"])
+    assert metrics["steps"] == 6 and metrics["device"].startswith("cpu x2")
