@@ -11,6 +11,7 @@ import csv
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 from torchvision.datasets.folder import make_dataset
 from torchvision.datasets.utils import extract_archive
 
@@ -30,7 +31,7 @@ HOW_TO_GET = "GTSRB: https://benchmark.ini.rub.de/gtsrb_dataset.html (the offici
 
 def decode_images(paths, size: int) -> np.ndarray:
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
-    for i, p in enumerate(paths):
+    for i, p in enumerate(tqdm(paths, desc=f"decoding {len(paths)} images", disable=len(paths) < 1000)):
         try:
             with Image.open(p) as im:
                 im = im.convert("RGB").resize((size, size), Image.BILINEAR)
