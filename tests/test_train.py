@@ -13,7 +13,7 @@ from da_bench.train import train
 from tests.helpers import CONF, make_cfg
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["source_only", "target_only", "dann", "adda"]
+METHODS = ["source_only", "target_only", "dann", "adda", "ddc", "dan", "coral"]
 PAIRS = ["mnist_mnistm", "svhn_mnist", "mnist_usps", "usps_mnist", "syn_svhn", "synsigns_gtsrb"]
 
 

@@ -4,3 +4,7 @@ __all__ = ["GradientReversal", "grad_reverse", "dann_lambda", "annealed_lr_facto
 from da_bench.losses.domain_adversarial import DomainAdversarialLoss
 
 __all__ += ["DomainAdversarialLoss"]
+from da_bench.losses.coral import coral_loss
+from da_bench.losses.mmd import MMD
+
+__all__ += ["MMD", "coral_loss"]

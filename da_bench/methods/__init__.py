@@ -5,3 +5,8 @@ from da_bench.methods.source_only import SourceOnly
 from da_bench.methods.target_only import TargetOnly
 
 __all__ = ["DAMethod", "SourceOnly", "TargetOnly", "DANN", "ADDA"]
+from da_bench.methods.coral import DeepCORAL
+from da_bench.methods.dan import DAN
+from da_bench.methods.ddc import DDC
+
+__all__ += ["DDC", "DAN", "DeepCORAL"]

@@ -73,3 +73,12 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.encoder(x))
+
+    def head_activations(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every fully connected layer of the classifier (hidden ones after ReLU), logits last."""
+        outputs, h = [], features
+        for layer in self.classifier:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU) or layer is self.classifier[-1]:
+                outputs.append(h)
+        return outputs
