@@ -9,8 +9,7 @@ Each cell trains the real method with the pair's config (net, batch size per dom
 untimed, then --steps timed steps (no validation, logging or checkpoints). images/s counts source and
 target images. Pairs whose data is not under --data-dir run on generated data of the same shapes and
 formats (marked 'synthetic'): throughput does not depend on pixel values. Measured on the 2-core CPU of
-the development machine (commit in results/bench.md): the resident path ran at least 2x the DataLoader
-path's steps/s in every cell (see results/bench.md for the figures).
+the development machine: see results/bench.md for the figures and the commit they came from.
 """
 from __future__ import annotations
 
@@ -58,12 +57,48 @@ class StepTimer(pl.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
+class PILItems(torch.utils.data.Dataset):
+    """The common torchvision pipeline: a PIL image per sample, then ToTensor + Normalize."""
+
+    def __init__(self, x, y, mean, std):
+        from torchvision import transforms
+
+        self.x, self.y = x.permute(0, 2, 3, 1).numpy(), y
+        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        image = self.x[i]
+        return self.transform(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)), self.y[i]
+
+
+def use_pil_pipeline(datamodule, workers):
+    """Replace the pair's training batches with torchvision-style DataLoaders (bench only)."""
+    from torch.utils.data import DataLoader
+
+    from da_bench.data.pair import HideTargetLabels, LoaderBatches
+
+    mean, std = datamodule.mean.view(-1).tolist(), datamodule.std.view(-1).tolist()
+    loaders = {name: DataLoader(PILItems(*datamodule.splits[f"{name}_train"], mean, std), datamodule.batch_size,
+                                shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0)
+               for name in ("src", "tgt")}
+    datamodule.train_dataloader = lambda: HideTargetLabels(LoaderBatches(loaders))
+
+
 class ChannelsLast(pl.Callback):
     def on_fit_start(self, trainer, pl_module):
         pl_module.to(memory_format=torch.channels_last)
 
 
-def measure(data_root, method, pair, resident, args, precision, out_dir):
+PATHS = ("resident", "dataloader", "torchvision")
+
+
+def measure(data_root, method, pair, path, args, precision, out_dir):
+    resident = path == "resident"
     overrides = [f"method={method}", f"data={pair}", f"paths.data_dir={data_root}", f"paths.output_dir={out_dir}",
                  f"data.resident={str(resident).lower()}", f"data.num_workers={0 if resident else args.workers}"]
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
@@ -73,6 +108,9 @@ def measure(data_root, method, pair, resident, args, precision, out_dir):
     datamodule.prepare_data()
     module = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     datamodule.expose_target_labels = module.uses_target_labels
+    if path == "torchvision":
+        datamodule.setup()
+        use_pil_pipeline(datamodule, args.workers)
     timer = StepTimer(args.warmup)
     trainer = pl.Trainer(accelerator=args.device, devices=1, max_steps=args.warmup + args.steps, max_epochs=-1,
                          precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -122,29 +160,33 @@ def main(argv=None):
         for method in args.methods:
             for precision in args.precision:
                 cell = {}
-                for resident in (True, False):
+                for path in PATHS:
                     try:
-                        cell[resident] = measure(root, method, pair, resident, args, precision, tmp / "run")
+                        cell[path] = measure(root, method, pair, path, args, precision, tmp / "run")
                     except DataError as err:
                         print(f"skip {pair}: {err}", file=sys.stderr)
                         break
-                if len(cell) < 2:
+                if len(cell) < len(PATHS):
                     continue
-                (r_steps, r_imgs), (l_steps, l_imgs) = cell[True], cell[False]
-                row = (method, pair, source, precision, r_steps, r_imgs, l_steps, l_imgs, r_steps / l_steps)
+                (r_steps, r_imgs), (l_steps, _), (t_steps, _) = (cell[p] for p in PATHS)
+                row = (method, pair, source, precision, r_steps, r_imgs, l_steps, t_steps, r_steps / l_steps,
+                       r_steps / t_steps)
                 rows.append(row)
-                print("{:12s} {:14s} {:9s} {:10s} resident {:8.1f} steps/s {:9.0f} img/s | DataLoader {:8.1f} "
-                      "steps/s {:9.0f} img/s | x{:.2f}".format(*row), flush=True)
+                print("{:12s} {:14s} {:9s} {:10s} resident {:7.1f} steps/s ({:6.0f} img/s) | DataLoader {:7.1f} | "
+                      "torchvision {:7.1f} | x{:.2f} x{:.2f}".format(*row), flush=True)
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     table = ["| method | pair | data | precision | resident steps/s | resident img/s | DataLoader steps/s | "
-             "DataLoader img/s | speed-up |", "|---|---|---|---|---|---|---|---|---|"]
-    table += ["| {} | {} | {} | {} | {:.1f} | {:.0f} | {:.1f} | {:.0f} | {:.2f}x |".format(*r) for r in rows]
+             "torchvision steps/s | resident / DataLoader | resident / torchvision |", "|---|---|---|---|---|---|---|---|---|---|"]
+    table += ["| {} | {} | {} | {} | {:.1f} | {:.0f} | {:.1f} | {:.1f} | {:.2f}x | {:.2f}x |".format(*r) for r in rows]
     text = (f"# Training throughput\n\nCommand: `python scripts/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}`\n"
             f"Commit: {commit}; device: {args.device} ({hardware(args.device)}); torch {torch.__version__}; "
             f"{args.warmup} warm-up + {args.steps} timed steps per cell; DataLoader path with "
             f"{args.workers} workers; channels_last: {args.channels_last}.\n"
-            f"Batch = the pair's batch_size per domain (images/s counts source + target).\n\n" + "\n".join(table) + "\n")
+            f"Batch = the pair's batch_size per domain (images/s counts source + target).\n"
+            f"Paths: resident = data.resident=true (uint8 on the device, batched indexing + normalisation); "
+            f"DataLoader = data.resident=false (per-sample uint8 tensors, default collate); torchvision = the common "
+            f"alternative, a PIL image per sample through ToTensor + Normalize (bench only).\n\n" + "\n".join(table) + "\n")
     print("\n" + text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
