@@ -32,3 +32,58 @@ def test_coral_is_zero_for_equal_covariances_and_matches_a_hand_computation():
     assert torch.allclose(covariance(f_s), torch.eye(2) * 4 / 3)
     # ||diag(1, 1)||_F^2 / (4 * 2^2) = 2 / 16
     assert coral_loss(f_s, f_t).item() == pytest.approx(2 / 16)
+
+
+def test_gradient_penalty_vanishes_for_a_unit_norm_linear_critic():
+    from da_bench.losses import gradient_penalty, wasserstein_estimate
+
+    critic = torch.nn.Linear(6, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.nn.functional.normalize(torch.randn(1, 6), dim=1))
+    h_s, h_t = torch.randn(16, 6), torch.randn(16, 6) + 1
+    assert gradient_penalty(critic, h_s, h_t).item() < 1e-10
+    with torch.no_grad():
+        critic.weight.mul_(3)
+    assert gradient_penalty(critic, h_s, h_t).item() == pytest.approx(4.0, rel=1e-4)  # (3 - 1)^2
+    # W of a linear critic is w . (mean h_s - mean h_t)
+    expected = critic(h_s).mean() - critic(h_t).mean()
+    assert wasserstein_estimate(critic, h_s, h_t).item() == pytest.approx(expected.item())
+
+
+def test_difference_loss_is_zero_for_orthogonal_codes_and_positive_otherwise():
+    from da_bench.losses import difference_loss
+
+    torch.manual_seed(3)
+    # codes whose features are orthogonal over the batch (zero-mean, active on disjoint samples)
+    v, w = torch.randn(5), torch.randn(4)
+    shared, private = torch.zeros(8, 5), torch.zeros(8, 4)
+    shared[0], shared[1] = v, -v
+    private[2], private[3] = w, -w
+    assert difference_loss(shared, private).item() == pytest.approx(0.0, abs=1e-10)
+    # the explicit form: mean of the squared correlation matrix of the normalised codes
+    a, b = torch.randn(8, 5), torch.randn(8, 4)
+    h_a = torch.nn.functional.normalize(a - a.mean(0), dim=1)
+    h_b = torch.nn.functional.normalize(b - b.mean(0), dim=1)
+    assert difference_loss(a, b).item() == pytest.approx((h_a.T @ h_b).square().mean().item(), rel=1e-5)
+    assert difference_loss(a, a).item() > difference_loss(a, b).item()
+
+
+def test_scale_invariant_mse_ignores_a_global_shift():
+    from da_bench.losses import scale_invariant_mse
+
+    x = torch.randn(4, 3, 8, 8)
+    assert scale_invariant_mse(x, x + 0.7).item() == pytest.approx(0.0, abs=1e-6)
+    assert scale_invariant_mse(x, torch.zeros_like(x)).item() > 0.5
+
+
+def test_daan_dynamic_factor_stays_in_unit_interval():
+    from da_bench.methods.daan import dynamic_factor
+
+    grid = [i / 10 for i in range(11)]
+    values = [dynamic_factor(g, l) for g in grid for l in grid]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    # omega = d_g / (d_g + d_l): a global discriminator that separates the domains perfectly (error 0) while
+    # the local ones are at chance puts all the weight on the local (conditional) term, and vice versa
+    assert dynamic_factor(0.0, 0.5) == 1.0
+    assert dynamic_factor(0.5, 0.0) == 0.0
+    assert dynamic_factor(0.5, 0.5) == 0.5

@@ -13,7 +13,7 @@ from da_bench.train import train
 from tests.helpers import CONF, make_cfg
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["source_only", "target_only", "dann", "adda", "ddc", "dan", "coral"]
+METHODS = ["source_only", "target_only", "dann", "adda", "ddc", "dan", "coral", "wdgrl", "dsn", "daan"]
 PAIRS = ["mnist_mnistm", "svhn_mnist", "mnist_usps", "usps_mnist", "syn_svhn", "synsigns_gtsrb"]
 
 
@@ -156,3 +156,17 @@ def test_cli_end_to_end_on_fixtures(fixture_data, tmp_path):
     assert len(files) == 1
     metrics = json.loads(files[0].read_text())
     assert metrics["seed"] == 3 and metrics["steps"] == 6
+
+
+def test_dsn_writes_reconstructions_and_daan_logs_omega(fixture_data, tmp_path):
+    train(make_cfg(fixture_data, tmp_path / "dsn", ["method=dsn", "data=mnist_mnistm"]))
+    from PIL import Image
+
+    with Image.open(tmp_path / "dsn" / "reconstructions.png") as im:
+        assert im.size[0] > 8 * 28 and im.size[1] > 8 * 28  # 8 images x (2 domains x 4 rows)
+    train(make_cfg(fixture_data, tmp_path / "daan", ["method=daan", "method.omega_interval=2"]))
+    import csv
+
+    omegas = [float(r["train/omega"]) for r in csv.DictReader(open(tmp_path / "daan" / "csv" / "metrics.csv"))
+              if r.get("train/omega")]
+    assert omegas and all(0.0 <= w <= 1.0 for w in omegas)

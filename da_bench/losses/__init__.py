@@ -8,3 +8,7 @@ from da_bench.losses.coral import coral_loss
 from da_bench.losses.mmd import MMD
 
 __all__ += ["MMD", "coral_loss"]
+from da_bench.losses.dsn import difference_loss, scale_invariant_mse
+from da_bench.losses.wasserstein import gradient_penalty, wasserstein_estimate
+
+__all__ += ["gradient_penalty", "wasserstein_estimate", "difference_loss", "scale_invariant_mse"]

@@ -10,3 +10,8 @@ from da_bench.methods.dan import DAN
 from da_bench.methods.ddc import DDC
 
 __all__ += ["DDC", "DAN", "DeepCORAL"]
+from da_bench.methods.daan import DAAN
+from da_bench.methods.dsn import DSN
+from da_bench.methods.wdgrl import WDGRL
+
+__all__ += ["WDGRL", "DSN", "DAAN"]

@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from da_bench.losses.grl import annealed_lr_factor
 
 DOMAINS = ("src", "tgt")
-OPTIMIZER_ARGS = ("optimizer", "pretrain_optimizer", "adapt_optimizer")
+OPTIMIZER_ARGS = ("optimizer", "pretrain_optimizer", "adapt_optimizer", "critic_optimizer")
 
 
 class DAMethod(pl.LightningModule):
