@@ -64,7 +64,7 @@ def order(items, preferred):
     return sorted(items, key=lambda x: (rank.get(x.split(" [")[0], len(rank)), x))
 
 
-METHOD_ORDER = ["source_only", "dann", "adda", "target_only"]
+METHOD_ORDER = ["source_only", "dann", "adda", "ddc", "dan", "coral", "wdgrl", "dsn", "daan", "target_only"]
 
 
 def cell(values: list[float]) -> tuple[str, float | None, float | None]:
