@@ -10,6 +10,7 @@ import io
 import json
 import statistics
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -39,9 +40,24 @@ def paper_numbers(table: str | None) -> tuple[dict, str]:
     return cells, "; ".join(t["citation"] for t in chosen)
 
 
+TABLE_PRESETS = Path(__file__).resolve().parents[1] / "conf" / "table"
+
+
+@lru_cache(maxsize=None)
+def preset_keys(table: str | None) -> frozenset:
+    """The keys a table preset sweeps or sets (e.g. trainer.max_steps for table=adda): part of its recipe."""
+    path = TABLE_PRESETS / f"{table}.yaml"
+    if not table or not path.exists():
+        return frozenset()
+    params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
+    return frozenset(params.keys())
+
+
 def variant(run: dict) -> str:
-    """The run's measured overrides (e.g. data.normalize=unit): runs that differ in them are not averaged."""
-    return ",".join(measured_overrides(run.get("overrides", [])))
+    """The run's measured overrides beyond its table preset's recipe (e.g. data.normalize=unit): runs that
+    differ in them are not averaged together."""
+    keys = preset_keys(run.get("table"))
+    return ",".join(o for o in measured_overrides(run.get("overrides", [])) if o.split("=", 1)[0] not in keys)
 
 
 def row_name(run: dict) -> str:
@@ -139,7 +155,7 @@ def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, citation = paper_numbers(table)
-    md = [f"# {name}\n", header, "\nTarget-domain test accuracy, mean ± std over seeds (n runs); "
+    md = [f"# {name}\n\n", header.strip() + "\n\n" if header.strip() else "", "Target-domain test accuracy, mean ± std over seeds (n runs); "
           f"[paper: {citation}].\n", describe(runs)]
     tables = build_tables(runs, table)
     for selection, rows in sorted(tables.items()):

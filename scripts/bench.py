@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from hydra.utils import instantiate  # noqa: E402
 
 from da_bench.data.files import DataError  # noqa: E402
 from da_bench.run_dir import register_resolvers  # noqa: E402
+from da_bench.train import git_commit  # noqa: E402
 
 FIRST_FILE = {"mnist_mnistm": "MNIST/raw/train-images-idx3-ubyte.gz", "svhn_mnist": "SVHN/train_32x32.mat",
               "mnist_usps": "USPS/usps.h5", "usps_mnist": "USPS/usps.h5", "syn_svhn": "SynNumbers/synth_train_32x32.mat",
@@ -155,7 +155,7 @@ def main(argv=None):
                 from tests.fixtures import make_all
 
                 synthetic_root = tmp / "synthetic"
-                os.environ["DA_BENCH_EXTRA_CHECKSUMS"] = str(make_all(synthetic_root))
+                os.environ["DA_BENCH_EXTRA_CHECKSUMS"] = str(make_all(synthetic_root, scale=8))
             root, source = synthetic_root, "synthetic"
         for method in args.methods:
             for precision in args.precision:
@@ -175,7 +175,7 @@ def main(argv=None):
                 print("{:12s} {:14s} {:9s} {:10s} resident {:7.1f} steps/s ({:6.0f} img/s) | DataLoader {:7.1f} | "
                       "torchvision {:7.1f} | x{:.2f} x{:.2f}".format(*row), flush=True)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    commit = git_commit()
     table = ["| method | pair | data | precision | resident steps/s | resident img/s | DataLoader steps/s | "
              "torchvision steps/s | resident / DataLoader | resident / torchvision |", "|---|---|---|---|---|---|---|---|---|---|"]
     table += ["| {} | {} | {} | {} | {:.1f} | {:.0f} | {:.1f} | {:.1f} | {:.2f}x | {:.2f}x |".format(*r) for r in rows]

@@ -74,14 +74,14 @@ def write_digits_mat(path: Path, n: int):
     scipy.io.savemat(str(path), {"X": x.transpose(1, 2, 3, 0), "y": y.reshape(-1, 1).astype(np.uint8)})
 
 
-def make_svhn(root: Path):
-    write_digits_mat(root / "SVHN" / "train_32x32.mat", 50)
-    write_digits_mat(root / "SVHN" / "test_32x32.mat", 30)
+def make_svhn(root: Path, n_train=50, n_test=30):
+    write_digits_mat(root / "SVHN" / "train_32x32.mat", n_train)
+    write_digits_mat(root / "SVHN" / "test_32x32.mat", n_test)
 
 
-def make_syn_numbers(root: Path):
-    write_digits_mat(root / "SynNumbers" / "synth_train_32x32.mat", 50)
-    write_digits_mat(root / "SynNumbers" / "synth_test_32x32.mat", 30)
+def make_syn_numbers(root: Path, n_train=50, n_test=30):
+    write_digits_mat(root / "SynNumbers" / "synth_train_32x32.mat", n_train)
+    write_digits_mat(root / "SynNumbers" / "synth_test_32x32.mat", n_test)
 
 
 def ppm_bytes(image: np.ndarray) -> bytes:
@@ -148,10 +148,14 @@ def make_bsds(root: Path, photos=3):
             tar.addfile(info, buf)
 
 
-def make_all(root: Path) -> Path:
-    """Write every data set under `root`; returns the JSON file of their md5s (DA_BENCH_EXTRA_CHECKSUMS)."""
-    for make in (make_mnist, make_usps, make_svhn, make_syn_numbers, make_gtsrb, make_syn_signs,
-                 make_mnistm_published, make_bsds):
+def make_all(root: Path, scale: int = 1) -> Path:
+    """Write every data set under `root` (`scale` x the default sizes for the digit sets); returns the JSON
+    file of their md5s (for DA_BENCH_EXTRA_CHECKSUMS)."""
+    make_mnist(root, 60 * scale, 30 * scale)
+    make_usps(root, 50 * scale, 30 * scale)
+    make_svhn(root, 50 * scale, 30 * scale)
+    make_syn_numbers(root, 50 * scale, 30 * scale)
+    for make in (make_gtsrb, make_syn_signs, make_mnistm_published, make_bsds):
         make(root)
     sums = {p.name: hashlib.md5(p.read_bytes()).hexdigest()
             for p in root.rglob("*") if p.is_file() and p.suffix in (".gz", ".h5", ".bz2", ".mat", ".zip", ".xz",

@@ -188,6 +188,9 @@ class DomainPair(pl.LightningDataModule):
         for dom_name, dom in (("src", self.source), ("tgt", self.target)):
             for split in ("train", "test"):
                 self.splits[f"{dom_name}_{split}"] = dom.load(split, self.image_size, self.channels)
+        for key in ("src_train", "tgt_train"):
+            if len(self.splits[key][1]) < self.batch_size:
+                raise ValueError(f"{key} has {len(self.splits[key][1])} images, fewer than batch_size={self.batch_size}")
         train = torch.cat([self.splits["src_train"][0], self.splits["tgt_train"][0]])
         self.mean, self.std = input_stats(train, self.normalize)
         log.info("pair ready: %s", {k: tuple(v[0].shape) for k, v in self.splits.items()})
