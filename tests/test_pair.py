@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from da_bench.data import Domain, DomainPair
+from da_bench.data import DataError, Domain, DomainPair
 from da_bench.data.pair import fit_channels, fit_geometry, input_stats
 from da_bench.data.sources import MNIST, MNISTM, USPS
 
@@ -92,3 +92,10 @@ def test_train_subset_is_a_fixed_draw(fixture_data):
     assert len(a[1]) == 20 and torch.equal(a[0], b[0]) and len(full[1]) == 50
     test = Domain(USPS(fixture_data), train_subset=20).load("test", 28, 1)
     assert len(test[1]) == 30
+
+
+def test_a_split_smaller_than_a_batch_is_a_clear_error(fixture_data):
+    pair = make_pair(fixture_data)
+    pair.batch_size = 1000
+    with pytest.raises(DataError, match="fewer than data.batch_size=1000"):
+        pair.prepare_data()

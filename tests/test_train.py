@@ -119,7 +119,7 @@ def test_every_domain_config_instantiates_a_reader(fixture_data, tmp_path, name)
 @pytest.mark.parametrize("group, name", [(g, n) for g in ("data", "method", "net", "trainer", "logger", "callbacks",
                                                         "debug", "table") for n in config_names(g)])
 def test_every_config_composes_and_instantiates(fixture_data, tmp_path, group, name):
-    cfg = make_cfg(fixture_data, tmp_path, [f"{group}={name}"], debug=None)
+    cfg = make_cfg(fixture_data, tmp_path, [f"{group}={name}", "data.batch_size=8"], debug=None)
     instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     instantiate(cfg.data).prepare_data()
     for node in [*(cfg.logger or {}).values(), *(cfg.callbacks or {}).values()]:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from da_bench.data.files import DataError
 from da_bench.data.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,8 @@ class DomainPair(pl.LightningDataModule):
                 self.splits[f"{dom_name}_{split}"] = dom.load(split, self.image_size, self.channels)
         for key in ("src_train", "tgt_train"):
             if len(self.splits[key][1]) < self.batch_size:
-                raise ValueError(f"{key} has {len(self.splits[key][1])} images, fewer than batch_size={self.batch_size}")
+                raise DataError(f"{key} has {len(self.splits[key][1])} images, fewer than "
+                                f"data.batch_size={self.batch_size}")
         train = torch.cat([self.splits["src_train"][0], self.splits["tgt_train"][0]])
         self.mean, self.std = input_stats(train, self.normalize)
         log.info("pair ready: %s", {k: tuple(v[0].shape) for k, v in self.splits.items()})
