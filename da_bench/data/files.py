@@ -79,7 +79,7 @@ def fetch(
                     f"could not download {path.name}:\n  " + "\n  ".join(errors) + f"\n{how_to_get}"
                 )
         else:
-            hint = "pass data.download=true to fetch it" if urls else "it has no public download URL"
+            hint = "pass download=true to fetch it" if urls else "it has no public download URL"
             raise DataMissingError(
                 f"missing data file: {path}\n{how_to_get}\n(or {hint}; the data root is paths.data_dir / "
                 f"$DA_BENCH_DATA)"
