@@ -94,15 +94,17 @@ def cell(values: list[float]) -> tuple[str, float | None, float | None]:
 def build_tables(runs: list[dict], table: str | None = None, metric: str = "test/tgt_acc") -> dict[str, list[dict]]:
     """{selection: rows}; a row per (method, data) with mean, std, n, paper and the seeds used."""
     paper, _ = paper_numbers(table)
+    # a paper table's grid is shown whole (cells nobody ran say "missing"); other grids show what ran
+    grid = set(paper) if table in OmegaConf.load(PAPER_NUMBERS) else set()
     result = {}
     for selection, cells in aggregate(runs, metric).items():
-        datas = order({d for d, _ in cells} | {d for d, _ in paper if table}, [])
-        methods = order({m for _, m in cells} | ({m for _, m in paper} if table else set()), METHOD_ORDER)
+        datas = order({d for d, _ in cells} | {d for d, _ in grid}, [])
+        methods = order({m for _, m in cells} | {m for _, m in grid}, METHOD_ORDER)
         rows = []
         for m in methods:
             for d in datas:
                 values = cells.get((d, m), [])
-                if not values and (d, m) not in paper:  # a paper cell nobody ran stays, as missing
+                if not values and (d, m) not in grid:  # a paper cell nobody ran stays, as missing
                     continue
                 text, mean, std = cell(values)
                 rows.append({"method": m, "data": d, "mean": mean, "std": std, "n": len(values),
