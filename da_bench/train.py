@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from da_bench.data.files import DataError
 from da_bench.devices import claim_gpu_slot
+from da_bench.provenance import git_commit
 from da_bench.run_dir import register_resolvers
 
 log = logging.getLogger("da_bench.train")
@@ -35,17 +35,6 @@ log = logging.getLogger("da_bench.train")
 class RunInterrupted(RuntimeError):
     """Training stopped before max_steps (Ctrl-C, SIGTERM): no metrics are written, last.ckpt is."""
 register_resolvers()
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except OSError:
-        return "unknown"
 
 
 def device_name(trainer: pl.Trainer) -> str:

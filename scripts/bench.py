@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from hydra.utils import instantiate  # noqa: E402
 
 from da_bench.data.files import DataError  # noqa: E402
 from da_bench.run_dir import register_resolvers  # noqa: E402
-from da_bench.train import git_commit  # noqa: E402
+from da_bench.provenance import cpu_name, git_commit  # noqa: E402
 
 FIRST_FILE = {"mnist_mnistm": "MNIST/raw/train-images-idx3-ubyte.gz", "svhn_mnist": "SVHN/train_32x32.mat",
               "mnist_usps": "USPS/usps.h5", "usps_mnist": "USPS/usps.h5", "syn_svhn": "SynNumbers/synth_train_32x32.mat",
@@ -124,9 +123,7 @@ def measure(data_root, method, pair, path, args, precision, out_dir):
 def hardware(device: str) -> str:
     if device == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    return f"{cpu_name()}, torch threads {torch.get_num_threads()}"
 
 
 def main(argv=None):

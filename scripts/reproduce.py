@@ -12,23 +12,14 @@ into the table's header: nothing is shortened silently.
 """
 import argparse
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from da_bench.provenance import cpu_name  # noqa: E402
 from da_bench.tables import find_runs, write_tables  # noqa: E402
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None):

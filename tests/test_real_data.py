@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from da_bench.data import Domain, DomainPair
 from da_bench.data.sources import MNIST, MNISTM, USPS
 from da_bench.train import train
 from tests.helpers import make_cfg

@@ -30,8 +30,6 @@ def test_every_source_reads_its_real_format(fixture_data, make, channels, size, 
 
 
 def test_readers_recover_the_written_labels_and_pixels(fixture_data):
-    from tests.fixtures import patterned
-
     # every fixture is patterned(n, ...) with labels arange(n) % 10; the .mat files store 0 as 10
     for source in (MNIST(fixture_data), SVHN(fixture_data), USPS(fixture_data), USPS(fixture_data, variant="libsvm")):
         x, y = source.load("test")

@@ -1,12 +1,9 @@
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
-from hydra.utils import instantiate
 
 from da_bench.run_dir import run_suffix
 from da_bench.tables import find_runs, write_tables

@@ -7,6 +7,7 @@ names the expected path and how to obtain it. Decoded arrays are cached as `.npz
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -118,8 +119,6 @@ def cached_arrays(cache_file: Path, build: Callable[[], tuple[np.ndarray, np.nda
 
 def cache_key(*paths: Path) -> str:
     """A short key that changes when any of the source files is replaced (path, size, mtime)."""
-    import hashlib
-
     h = hashlib.sha1()
     for p in paths:
         st = Path(p).stat()
