@@ -65,12 +65,18 @@ def row_name(run: dict) -> str:
     return f"{run['method']} [{v}]" if v else run["method"]
 
 
-def aggregate(runs: list[dict], metric: str = "test/tgt_acc") -> dict:
+def run_metric(run: dict) -> str:
+    """The number a run reports: its method's target_metric (test/tgt_acc, or test/tgt_miou for segmentation)."""
+    return run.get("target_metric", "test/tgt_acc")
+
+
+def aggregate(runs: list[dict], metric: str | None = None) -> dict:
     """{selection: {(data, row name): [values over seeds]}}; the row name is the method plus its variant."""
     out: dict = defaultdict(lambda: defaultdict(list))
     for r in runs:
-        if metric in r:
-            out[r.get("selection", "unknown")][(r["data"], row_name(r))].append(r[metric])
+        key = metric or run_metric(r)
+        if key in r:
+            out[r.get("selection", "unknown")][(r["data"], row_name(r))].append(r[key])
     return out
 
 
@@ -80,7 +86,9 @@ def order(items, preferred):
     return sorted(items, key=lambda x: (rank.get(x.split(" [")[0], len(rank)), x))
 
 
-METHOD_ORDER = ["source_only", "dann", "adda", "ddc", "dan", "coral", "wdgrl", "dsn", "daan", "target_only"]
+METHOD_ORDER = ["source_only", "dann", "adda", "ddc", "dan", "coral", "wdgrl", "dsn", "daan", "target_only",
+                "seg_source_only", "seg_adv", "clan", "seg_target_only"]
+METRIC_NAMES = {"test/tgt_acc": "Target-domain test accuracy", "test/tgt_miou": "Target-domain test mIoU"}
 
 
 def cell(values: list[float]) -> tuple[str, float | None, float | None]:
@@ -91,7 +99,7 @@ def cell(values: list[float]) -> tuple[str, float | None, float | None]:
     return f"{mean:.4f} ± {std:.4f} (n={len(values)})", mean, std
 
 
-def build_tables(runs: list[dict], table: str | None = None, metric: str = "test/tgt_acc") -> dict[str, list[dict]]:
+def build_tables(runs: list[dict], table: str | None = None, metric: str | None = None) -> dict[str, list[dict]]:
     """{selection: rows}; a row per (method, data) with mean, std, n, paper and the seeds used."""
     paper, _ = paper_numbers(table)
     # a paper table's grid is shown whole (cells nobody ran say "missing"); other grids show what ran
@@ -157,7 +165,9 @@ def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, citation = paper_numbers(table)
-    md = [f"# {name}\n\n", header.strip() + "\n\n" if header.strip() else "", "Target-domain test accuracy, mean ± std over seeds (n runs); "
+    metrics = sorted({run_metric(r) for r in runs}) or ["test/tgt_acc"]
+    what = " / ".join(METRIC_NAMES.get(m, m) for m in metrics)
+    md = [f"# {name}\n\n", header.strip() + "\n\n" if header.strip() else "", f"{what}, mean ± std over seeds (n runs); "
           f"[paper: {citation}].\n", describe(runs)]
     tables = build_tables(runs, table)
     for selection, rows in sorted(tables.items()):

@@ -21,6 +21,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -93,15 +94,14 @@ def train(cfg: DictConfig) -> dict:
         "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(fit_s, 2),
         "selection": cfg.selection, "commit": commit, "device": device_name(trainer),
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": ckpt_path, "table": cfg.get("table_name"),
-        "overrides": list(cfg.get("overrides_list") or []),
+        "overrides": list(cfg.get("overrides_list") or []), "target_metric": method.target_metric,
     }
     finish_wandb(loggers)
     if not trainer.is_global_zero:
         return metrics
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
     metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("target test accuracy %.4f (source %.4f) -> %s", metrics["test/tgt_acc"], metrics["test/src_acc"],
-             metrics_file)
+    log.info("%s %.4f -> %s", metrics["target_metric"], metrics[metrics["target_metric"]], metrics_file)
     return metrics
 
 
@@ -112,10 +112,15 @@ def main(cfg: DictConfig) -> float:
     except DataError as err:
         print(f"da_bench: data error: {err}", file=sys.stderr)
         sys.exit(2)
+    except InstantiationException as err:
+        if not isinstance(err.__cause__, ValueError):
+            raise
+        print(f"da_bench: config error: {err.__cause__}", file=sys.stderr)  # e.g. a method that does not fit the data
+        sys.exit(2)
     except RunInterrupted as err:
         print(f"da_bench: interrupted: {err}", file=sys.stderr)
         sys.exit(130)
-    return metrics["test/tgt_acc"]
+    return metrics[metrics["target_metric"]]
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def use_pil_pipeline(datamodule, workers):
     loaders = {name: DataLoader(PILItems(*datamodule.splits[f"{name}_train"], mean, std), datamodule.batch_size,
                                 shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0)
                for name in ("src", "tgt")}
-    datamodule.train_dataloader = lambda: HideTargetLabels(LoaderBatches(loaders))
+    expose = datamodule.expose_target_labels
+    datamodule.train_dataloader = lambda: (LoaderBatches(loaders) if expose else HideTargetLabels(LoaderBatches(loaders)))
 
 
 class ChannelsLast(pl.Callback):

@@ -139,7 +139,7 @@ def make_bsds(root: Path, photos=3):
     folder.mkdir(parents=True)
     with tarfile.open(folder / "train.tar", "w") as tar:
         for i in range(photos):
-            img = RNG.integers(0, 256, size=(48 + 8 * i, 40, 3), dtype=np.uint8)
+            img = RNG.integers(0, 256, size=(72 + 8 * i, 80, 3), dtype=np.uint8)  # >= the 64 px scene canvas
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="JPEG", quality=95)
             info = tarfile.TarInfo(f"train/{1000 + i}.jpg")

@@ -119,7 +119,16 @@ def test_every_domain_config_instantiates_a_reader(fixture_data, tmp_path, name)
 @pytest.mark.parametrize("group, name", [(g, n) for g in ("data", "method", "net", "trainer", "logger", "callbacks",
                                                         "debug", "table") for n in config_names(g)])
 def test_every_config_composes_and_instantiates(fixture_data, tmp_path, group, name):
-    cfg = make_cfg(fixture_data, tmp_path, [f"{group}={name}", "data.batch_size=8"], debug=None)
+    pairing = []  # segmentation methods and pairs go together
+    if group == "method" and (name.startswith("seg_") or name == "clan"):
+        pairing = ["data=mnist_mnistm_seg"]
+    elif group == "data" and name.endswith("_seg"):
+        pairing = ["method=seg_source_only"]
+    if pairing or group == "net" and name.startswith("seg"):
+        pairing += ["data.source.source.num_train=16", "data.target.source.num_train=16"]
+    if group == "net" and name.startswith("seg"):
+        pairing += ["data=mnist_mnistm_seg", "method=seg_source_only"]
+    cfg = make_cfg(fixture_data, tmp_path, [f"{group}={name}", "data.batch_size=8", *pairing], debug=None)
     instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     instantiate(cfg.data).prepare_data()
     for node in [*(cfg.logger or {}).values(), *(cfg.callbacks or {}).values()]:

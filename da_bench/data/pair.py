@@ -49,10 +49,13 @@ class Domain:
             keep = np.sort(np.random.default_rng(self.subset_seed).permutation(len(labels))[: self.train_subset])
             images, labels = images[keep], labels[keep]
         x = torch.from_numpy(images if images.flags.writeable else images.copy())
+        if labels.ndim == 3 and x.shape[-1] != size:  # resampling would blur a mask's classes
+            raise ValueError(f"{self.source.name}: segmentation scenes are {x.shape[-1]} px; set data.image_size to "
+                             f"the scenes' canvas ({size} given)")
         if self.binarize:
             x = (x > 0).to(torch.uint8) * 255
         x = fit_geometry(x, size, self.geometry)
-        return fit_channels(x, channels), torch.from_numpy(labels)
+        return fit_channels(x, channels), torch.from_numpy(labels if labels.flags.writeable else labels.copy())
 
 
 def fit_geometry(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:

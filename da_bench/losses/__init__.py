@@ -12,3 +12,6 @@ from da_bench.losses.dsn import difference_loss, scale_invariant_mse
 from da_bench.losses.wasserstein import gradient_penalty, wasserstein_estimate
 
 __all__ += ["gradient_penalty", "wasserstein_estimate", "difference_loss", "scale_invariant_mse"]
+from da_bench.losses.clan import disagreement_weight, weight_discrepancy, weighted_bce_with_logits
+
+__all__ += ["disagreement_weight", "weight_discrepancy", "weighted_bce_with_logits"]

@@ -15,3 +15,8 @@ from da_bench.methods.dsn import DSN
 from da_bench.methods.wdgrl import WDGRL
 
 __all__ += ["WDGRL", "DSN", "DAAN"]
+from da_bench.methods.clan import CLAN
+from da_bench.methods.seg_adv import SegAdversarial
+from da_bench.methods.seg_source_only import SegSourceOnly, SegTargetOnly
+
+__all__ += ["SegSourceOnly", "SegTargetOnly", "SegAdversarial", "CLAN"]

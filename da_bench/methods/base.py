@@ -24,6 +24,7 @@ OPTIMIZER_ARGS = ("optimizer", "pretrain_optimizer", "adapt_optimizer", "critic_
 
 class DAMethod(pl.LightningModule):
     uses_target_labels = False  # only the oracle reads target labels; the datamodule hides them otherwise
+    target_metric = "test/tgt_acc"  # the number a table reports
 
     def __init__(self, net: nn.Module, optimizer: Callable | None = None, lr_schedule: dict | None = None):
         super().__init__()
@@ -31,6 +32,9 @@ class DAMethod(pl.LightningModule):
         self.save_hyperparameters(ignore=["net", *OPTIMIZER_ARGS], logger=False)
         self.net = net
         self.optimizer = optimizer
+        if not isinstance(getattr(net, "classifier", None), nn.Sequential):
+            raise ValueError(f"{type(self).__name__} classifies images; {type(net).__name__} is not a classification "
+                             "net. On segmentation pairs use method=seg_source_only, seg_adv or clan")
         num_classes = net.classifier[-1].out_features
         self.accuracy = nn.ModuleDict({
             f"{stage}_{dom}": MulticlassAccuracy(num_classes, average="micro")

@@ -9,7 +9,8 @@ from da_bench.data.files import default_cache_dir
 
 
 class Source:
-    """A public data set on disk. `load(split)` -> (uint8 images N x C x H x W, int64 labels N).
+    """A public data set on disk. `load(split)` -> (uint8 images N x C x H x W, int64 labels N, or uint8
+    masks N x H x W for segmentation sources).
 
     Subclasses set `name`, `num_classes` and implement `_load(split)`; `root` is the data root
     (paths.data_dir), `download` allows fetching missing files, decoded arrays are cached in `cache_dir`.
@@ -18,6 +19,7 @@ class Source:
     name = "source"
     num_classes = 10
     splits = ("train", "test")
+    label_dtype = np.int64  # segmentation masks (N x H x W) are kept as uint8
 
     def __init__(self, root: str | Path, download: bool = False, cache_dir: str | Path | None = None):
         self.root = Path(root).expanduser()
@@ -29,7 +31,7 @@ class Source:
             raise ValueError(f"{self.name} has splits {self.splits}, not {split!r}")
         images, labels = self._load(split)
         images = np.ascontiguousarray(images, dtype=np.uint8)
-        labels = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels, dtype=self.label_dtype)
         if images.ndim != 4 or len(images) != len(labels):
             raise ValueError(f"{self.name}/{split}: bad shapes {images.shape} / {labels.shape}")
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):

@@ -1,0 +1,135 @@
+"""CLAN-style segmentation: its losses on hand-made inputs, the digit scenes, and every method end to end."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from da_bench.data.sources import MNIST, DigitScenes
+from da_bench.data.sources.scenes import BACKGROUND, compose_scenes
+from da_bench.losses.clan import disagreement_weight, weight_discrepancy, weighted_bce_with_logits
+from da_bench.train import train
+from tests.helpers import make_cfg
+
+SEG_METHODS = ["seg_source_only", "seg_adv", "clan", "seg_target_only"]
+SEG_PAIRS = ["mnist_mnistm_seg", "usps_mnist_seg"]
+# a few dozen scenes per split keep the tests fast; the defaults are 10,000 / 2,000
+SMALL_SCENES = [f"data.{side}.source.{key}={n}" for side in ("source", "target")
+                for key, n in (("num_train", 48), ("num_test", 24))]
+
+
+def one_hot_map(classes, num_classes=4):
+    """B x H x W class ids -> B x K x H x W one-hot probability maps."""
+    return F.one_hot(torch.as_tensor(classes), num_classes).permute(0, 3, 1, 2).float()
+
+
+def test_disagreement_weight_is_epsilon_where_heads_agree_and_lambda_plus_epsilon_where_orthogonal():
+    p = torch.softmax(torch.randn(2, 5, 3, 4), 1)
+    assert torch.allclose(disagreement_weight(p, p, 40.0, 0.4), torch.full((2, 3, 4), 0.4), atol=1e-5)
+    p1, p2 = one_hot_map([[[0, 1], [2, 3]]]), one_hot_map([[[1, 1], [3, 3]]])
+    expected = torch.tensor([[[40.4, 0.4], [40.4, 0.4]]])
+    assert torch.allclose(disagreement_weight(p1, p2, 40.0, 0.4), expected, atol=1e-5)
+    # a hand-computed partial disagreement: cos((1,0), (1,1)/2) = 1/sqrt(2)
+    half = torch.tensor([0.5, 0.5]).view(1, 2, 1, 1)
+    first = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    assert disagreement_weight(first, half, 10.0, 0.0).item() == pytest.approx(10 * (1 - 2 ** -0.5), rel=1e-5)
+
+
+def test_weight_discrepancy_is_cosine_plus_one():
+    w = [torch.randn(3, 4, 1, 1), torch.randn(3)]
+    assert weight_discrepancy(w, w).item() == pytest.approx(2.0, abs=1e-6)
+    assert weight_discrepancy(w, [-t for t in w]).item() == pytest.approx(0.0, abs=1e-6)
+    a, b = [torch.tensor([1.0, 0.0]), torch.tensor([0.0])], [torch.tensor([0.0, 2.0]), torch.tensor([0.0])]
+    assert weight_discrepancy(a, b).item() == pytest.approx(1.0, abs=1e-6)
+    a, b = [torch.tensor([1.0, 2.0])], [torch.tensor([3.0, 1.0])]
+    assert weight_discrepancy(a, b).item() == pytest.approx(1 + 5 / (5 ** 0.5 * 10 ** 0.5), rel=1e-6)
+
+
+def test_weighted_bce_scales_each_pixel():
+    logits = torch.randn(2, 1, 3, 3)
+    plain = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    assert weighted_bce_with_logits(logits, 1.0).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert weighted_bce_with_logits(logits, 1.0, torch.full((2, 3, 3), 2.0)).item() == pytest.approx(2 * plain.item(), rel=1e-6)
+    weight = torch.zeros(2, 3, 3)
+    weight[0, 1, 1] = 9.0
+    per_pixel = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+    assert weighted_bce_with_logits(logits, 1.0, weight).item() == pytest.approx(per_pixel[0, 0, 1, 1].item() * 9 / 18, rel=1e-5)
+
+
+def test_scene_masks_follow_the_strokes():
+    digits = np.zeros((3, 8, 8), dtype=np.uint8)
+    digits[:, 2:6, 3] = 255  # a vertical stroke
+    digits[:, 1, 1] = 100     # a faint pixel below the stroke threshold
+    labels = np.array([4, 7, 9])
+    scenes, masks = compose_scenes(digits, labels, 50, 20, 1, 128, np.random.default_rng(0))
+    assert scenes.shape == masks.shape == (50, 20, 20)
+    for scene, mask in zip(scenes, masks):
+        stroke = scene >= 128
+        assert stroke.sum() == 4 and (mask[stroke] != BACKGROUND).all() and (mask[~stroke] == BACKGROUND).all()
+        assert len(set(mask[stroke].tolist())) == 1 and mask[stroke][0] in labels
+        assert (scene == 100).sum() == 1  # faint pixels are drawn but labelled background
+    again, again_masks = compose_scenes(digits, labels, 50, 20, 1, 128, np.random.default_rng(0))
+    assert (again == scenes).all() and (again_masks == masks).all()
+
+
+def test_digit_scenes_from_real_format_files(fixture_data, tmp_path):
+    mnist = MNIST(fixture_data, cache_dir=tmp_path)
+    black = DigitScenes(mnist, "black", num_train=40, num_test=20, seed=3)
+    blended = DigitScenes(mnist, "bsds", num_train=40, num_test=20, seed=3)
+    x, y = black.load("train")
+    xb, yb = blended.load("train")
+    assert x.shape == (40, 1, 64, 64) and xb.shape == (40, 3, 64, 64) and y.shape == (40, 64, 64)
+    assert y.dtype == np.uint8 and set(np.unique(y)) <= set(range(11)) and (y != BACKGROUND).any()
+    assert (yb == y).all()  # the blend changes pixels, never the masks
+    assert xb[:, :, y[0] == BACKGROUND].std() > 0  # a photo behind the digits
+    x_test, _ = black.load("test")
+    assert x_test.shape[0] == 20 and not np.array_equal(x_test[:20], x[:20])
+    assert (DigitScenes(mnist, "black", num_train=40, num_test=20, seed=3).load("train")[0] == x).all()
+
+
+@pytest.mark.parametrize("pair", SEG_PAIRS)
+@pytest.mark.parametrize("method", SEG_METHODS)
+def test_every_seg_method_on_every_seg_pair(fixture_data, tmp_path, method, pair):
+    metrics = train(make_cfg(fixture_data, tmp_path, [f"method={method}", f"data={pair}", *SMALL_SCENES]))
+    assert metrics["steps"] == 6 and metrics["target_metric"] == "test/tgt_miou"
+    for key in ("test/tgt_miou", "test/src_miou", "test/tgt_pixel_acc", "test/tgt_iou_0", "test/tgt_iou_bg"):
+        assert 0.0 <= metrics[key] <= 1.0
+    per_class = [metrics[f"test/tgt_iou_{c}"] for c in [*range(10), "bg"]]
+    assert metrics["test/tgt_miou"] == pytest.approx(sum(per_class) / 11, abs=1e-5)
+    from PIL import Image
+
+    with Image.open(tmp_path / "predictions.png") as im:  # rows: scene, true mask, prediction
+        assert im.size[1] >= 3 * 64
+
+
+def test_clan_counts_iterations_and_uses_its_weights_after_preheat(fixture_data, tmp_path):
+    train(make_cfg(fixture_data, tmp_path, ["method=clan", "data=mnist_mnistm_seg", "method.preheat_fraction=0.5",
+                                            "trainer.log_every_n_steps=1", *SMALL_SCENES]))
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] == 6
+    adam = state["optimizer_states"][1]["state"]
+    assert all(int(s["step"]) == 6 for s in adam.values())  # one discriminator step per iteration
+    assert [s["last_epoch"] for s in state["lr_schedulers"]] == [6, 6]
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    weights = [float(r["train/weight_mean"]) for r in rows if r.get("train/weight_mean")]
+    discrepancy = [float(r["train/loss_weight"]) for r in rows if r.get("train/loss_weight")]
+    assert len(weights) == 3 and all(0.4 <= w <= 40.4 for w in weights)  # steps 3, 4, 5: past the preheat
+    assert discrepancy and all(0.0 <= d <= 2.0 for d in discrepancy)
+
+
+def test_classification_and_segmentation_do_not_mix(fixture_data, tmp_path):
+    # Hydra wraps the method's ValueError; the CLI prints it as a config error
+    with pytest.raises(Exception, match="method=seg_source_only"):
+        train(make_cfg(fixture_data, tmp_path / "a", ["method=dann", "data=mnist_mnistm_seg", *SMALL_SCENES]))
+    with pytest.raises(Exception, match="data=mnist_mnistm_seg"):
+        train(make_cfg(fixture_data, tmp_path / "b", ["method=clan", "data=mnist_mnistm"]))
+
+
+def test_cli_says_which_methods_fit_a_segmentation_pair(fixture_data, tmp_path):
+    from tests.test_train import run_cli
+
+    result = run_cli(["method=dann", "data=mnist_mnistm_seg", f"paths.data_dir={fixture_data}",
+                      f"paths.log_dir={tmp_path}", "debug=fast", *SMALL_SCENES])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "config error" in result.stderr and "method=seg_source_only, seg_adv or clan" in result.stderr
