@@ -113,6 +113,7 @@ def measure(data_root, method, pair, path, args, precision, out_dir):
         use_pil_pipeline(datamodule, args.workers)
     timer = StepTimer(args.warmup)
     trainer = pl.Trainer(accelerator=args.device, devices=1, max_steps=args.warmup + args.steps, max_epochs=-1,
+                         default_root_dir=out_dir,
                          precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
                          callbacks=[timer] + ([ChannelsLast()] if args.channels_last else []))
