@@ -89,10 +89,12 @@ def fit_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 class ResidentBatches:
-    """Endless training batches drawn on the device: a fresh permutation per domain epoch."""
+    """Endless training batches drawn on the device: a fresh permutation per domain epoch. Labels are
+    gathered only for the domains in `labelled` (the target's are never touched for unsupervised methods)."""
 
-    def __init__(self, domains: dict, batch_size: int, normalise, seed: int):
+    def __init__(self, domains: dict, batch_size: int, normalise, seed: int, labelled=("src", "tgt")):
         self.domains, self.batch_size, self.normalise, self.seed = domains, batch_size, normalise, seed
+        self.labelled = set(labelled)
 
     def __iter__(self):
         device = next(iter(self.domains.values()))[0].device
@@ -107,12 +109,14 @@ class ResidentBatches:
                 perm, pos = torch.randperm(len(x), generator=gen, device=device), 0
             idx = perm[pos : pos + self.batch_size]
             cursors[name] = [perm, pos + self.batch_size]
-            return self.normalise(x[idx]), y[idx]
+            return self.normalise(x[idx]), (y[idx] if name in self.labelled else None)
 
         while True:
             batch = {}
             for name in self.domains:
-                batch[f"{name}_x"], batch[f"{name}_y"] = take(name)
+                batch[f"{name}_x"], y = take(name)
+                if y is not None:
+                    batch[f"{name}_y"] = y
             yield batch
 
 
@@ -218,7 +222,8 @@ class DomainPair(pl.LightningDataModule):
         seed = self.seed * 1_000_003 + rank * 10_007 + step
         domains = {"src": self.splits["src_train"], "tgt": self.splits["tgt_train"]}
         if self.resident:
-            batches = ResidentBatches(domains, self.batch_size, self.normalise, seed)
+            labelled = ("src", "tgt") if self.expose_target_labels else ("src",)
+            batches = ResidentBatches(domains, self.batch_size, self.normalise, seed, labelled)
         else:
             gen = torch.Generator().manual_seed(seed)
             batches = LoaderBatches({
