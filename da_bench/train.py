@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import hydra
@@ -25,6 +24,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from da_bench.callbacks import TrainingClock
 from da_bench.data.files import DataError
 from da_bench.devices import claim_gpu_slot
 from da_bench.provenance import git_commit
@@ -66,7 +66,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule.prepare_data()  # missing / corrupt files fail here, before a trainer exists
     method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     datamodule.expose_target_labels = method.uses_target_labels
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    clock = TrainingClock()
+    callbacks = [clock, *(instantiate(c) for c in (cfg.callbacks or {}).values())]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     commit = git_commit()
@@ -78,10 +79,8 @@ def train(cfg: DictConfig) -> dict:
     ckpt_path = cfg.ckpt_path or (str(last) if last.exists() else None)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-    start = time.time()
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     trainer.save_checkpoint(last)
-    fit_s = time.time() - start
     if trainer.interrupted or trainer.global_step < trainer.max_steps:
         raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; saved {last}. "
                              f"Run the same command again to resume.")
@@ -91,7 +90,7 @@ def train(cfg: DictConfig) -> dict:
     metrics = {
         "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
         **{k: float(v) for k, v in tested.items()},
-        "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(fit_s, 2),
+        "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.seconds, 2),
         "selection": cfg.selection, "commit": commit, "device": device_name(trainer),
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": ckpt_path, "table": cfg.get("table_name"),
         "overrides": list(cfg.get("overrides_list") or []), "target_metric": method.target_metric,

@@ -53,10 +53,15 @@ def test_interrupted_run_resumes_and_schedules_continue(fixture_data, tmp_path):
     with pytest.raises(SystemExit):  # Lightning's answer to Ctrl-C, after the on-exception checkpoint
         train(make_cfg(fixture_data, tmp_path, base + interrupt))
     assert not (tmp_path / "metrics.json").exists()
-    assert read_ckpt(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
+    first = read_ckpt(tmp_path / "checkpoints" / "last.ckpt")
+    assert first["global_step"] == 4
+    assert first["callbacks"]["TrainingClock"]["seconds"] > 0
+    first["callbacks"]["TrainingClock"]["seconds"] = 1000.0  # a long first segment, to see it counted
+    torch.save(first, tmp_path / "checkpoints" / "last.ckpt")
 
     metrics = train(make_cfg(fixture_data, tmp_path, base))
     assert metrics["steps"] == 10 and metrics["resumed_from"].endswith("last.ckpt")
+    assert 1000.0 < metrics["wall_s"] < 1000.0 + 300  # both segments count
     ckpt = read_ckpt(tmp_path / "checkpoints" / "last.ckpt")
     assert ckpt["lr_schedulers"][0]["last_epoch"] == 10
     lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]

@@ -113,8 +113,8 @@ class SegMethod(pl.LightningModule):
         """predictions.png next to the run: rows = target test scene, true mask, predicted mask."""
         from torchvision.utils import save_image
 
-        image = (x - x.amin((1, 2, 3), keepdim=True)) / (x.amax((1, 2, 3), keepdim=True) - x.amin((1, 2, 3), keepdim=True) + 1e-8)
-        image = image.expand(-1, 3, -1, -1)
+        low, high = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+        image = ((x - low) / (high - low + 1e-8)).expand(-1, 3, -1, -1)  # each scene stretched to [0, 1]
         colour = lambda m: PALETTE.to(m.device)[m.long()].permute(0, 3, 1, 2).float() / 255
         rows = torch.cat([image.float(), colour(y), colour(pred)])
         save_image(rows.cpu(), Path(self.trainer.default_root_dir) / "predictions.png", nrow=len(x), padding=1)
