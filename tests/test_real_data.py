@@ -45,3 +45,22 @@ def test_short_real_dann_run_learns_the_source(real_data, tmp_path):
     metrics = train(make_cfg(real_data, tmp_path, ["method=dann", "data=mnist_mnistm", "trainer.max_steps=150",
                                                   "trainer.val_check_interval=1000"], debug=None))
     assert metrics["steps"] == 150 and metrics["test/src_acc"] > 0.8 and metrics["test/tgt_acc"] > 0.2
+
+
+def test_real_digit_scenes(real_data):
+    from da_bench.data.sources import DigitScenes
+    from da_bench.data.sources.scenes import BACKGROUND
+
+    mnist = MNIST(real_data)
+    x_src, y_src = DigitScenes(mnist, "black", num_train=500, num_test=200, seed=0).load("train")
+    x_tgt, y_tgt = DigitScenes(mnist, "bsds", num_train=500, num_test=200, seed=1).load("train")
+    assert x_src.shape == (500, 1, 64, 64) and x_tgt.shape == (500, 3, 64, 64)
+    assert set(np.unique(y_src)) == set(range(11)) and set(np.unique(y_tgt)) == set(range(11))
+    digit_share = (y_tgt != BACKGROUND).mean()
+    assert 0.01 < digit_share < 0.15  # thin strokes on a mostly background canvas
+    assert not np.array_equal(y_src, y_tgt)  # other layouts on the target side
+    # blended target: the photo shows through the background, and strokes differ from it
+    background = x_tgt.transpose(0, 2, 3, 1)[y_tgt == BACKGROUND].std()
+    assert background > 20
+    usps_x, usps_y = DigitScenes(USPS(real_data), "black", num_train=100, num_test=50).load("test")
+    assert usps_x.shape == (50, 1, 64, 64) and (usps_y != BACKGROUND).any()

@@ -107,3 +107,14 @@ def test_ddp_on_cpu_with_two_processes(fixture_data, tmp_path):
     assert "Starting with 2 processes" in result.stdout + result.stderr
     (metrics,) = find_runs([tmp_path / "runs"])
     assert metrics["steps"] == 6 and metrics["device"].startswith("cpu x2")
+
+
+def test_segmentation_runs_report_their_miou(tmp_path):
+    base = {"data": "mnist_mnistm_seg", "selection": "last_step", "table": "clan", "commit": "abc", "device": "cpu",
+            "steps": 10, "target_metric": "test/tgt_miou", "test/tgt_acc_unused": 0.99}
+    runs = [{**base, "method": "clan", "seed": s, "test/tgt_miou": v} for s, v in ((0, 0.2), (1, 0.3))]
+    runs.append({**base, "method": "seg_source_only", "seed": 0, "test/tgt_miou": 0.1})
+    text = write_tables(runs, tmp_path, "clan", "clan").read_text()
+    assert "Target-domain test mIoU, mean" in text
+    assert "| clan | 0.2500 ± 0.0707 (n=2) |" in text and "| seg_source_only | 0.1000 ± 0.0000 (n=1) |" in text
+    assert text.index("seg_source_only") < text.index("| clan |")
