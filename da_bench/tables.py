@@ -102,6 +102,8 @@ def cell(values: list[float]) -> tuple[str, float | None, float | None]:
 def build_tables(runs: list[dict], table: str | None = None, metric: str | None = None) -> dict[str, list[dict]]:
     """{selection: rows}; a row per (method, data) with mean, std, n, paper and the seeds used."""
     paper, _ = paper_numbers(table)
+    if metric not in (None, "test/tgt_acc"):  # the papers' numbers are target accuracies
+        paper = {}
     # a paper table's grid is shown whole (cells nobody ran say "missing"); other grids show what ran
     grid = set(paper) if table in OmegaConf.load(PAPER_NUMBERS) else set()
     result = {}
@@ -161,15 +163,16 @@ def describe(runs: list[dict]) -> str:
             f"- commits: {values('commit')}; devices: {values('device')}\n")
 
 
-def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None = None, header: str = "") -> Path:
+def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None = None, header: str = "",
+                 metric: str | None = None) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, citation = paper_numbers(table)
-    metrics = sorted({run_metric(r) for r in runs}) or ["test/tgt_acc"]
+    metrics = [metric] if metric else sorted({run_metric(r) for r in runs}) or ["test/tgt_acc"]
     what = " / ".join(METRIC_NAMES.get(m, m) for m in metrics)
     md = [f"# {name}\n\n", header.strip() + "\n\n" if header.strip() else "", f"{what}, mean ± std over seeds (n runs); "
           f"[paper: {citation}].\n", describe(runs)]
-    tables = build_tables(runs, table)
+    tables = build_tables(runs, table, metric)
     for selection, rows in sorted(tables.items()):
         suffix = "" if len(tables) == 1 else f"_{selection}"
         md += [f"\n## Model selection: {selection}\n\n", render(rows, "md")]

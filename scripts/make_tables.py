@@ -23,6 +23,9 @@ def main(argv=None):
     parser.add_argument("--table", default=None, help="paper table for the reference numbers: dann, adda, ...")
     parser.add_argument("--only-table", action="store_true", help="keep only runs launched by --table's preset")
     parser.add_argument("--header", default="", help="text put under the title (e.g. the command)")
+    parser.add_argument("--metric", default=None,
+                        help="a metrics.json key to tabulate instead of each run's target metric "
+                             "(e.g. test/tgt_pixel_acc, test/tgt_iou_bg)")
     args = parser.parse_args(argv)
     runs = find_runs(args.run_dirs)
     if args.only_table:
@@ -30,7 +33,7 @@ def main(argv=None):
     if not runs:
         parser.error(f"no metrics.json found under {args.run_dirs}")
     name = args.name or args.table or "table"
-    path = write_tables(runs, Path(args.out), name, args.table, args.header)
+    path = write_tables(runs, Path(args.out), name, args.table, args.header, args.metric)
     print(path.read_text())
     print(f"wrote {path}")
 
