@@ -53,15 +53,27 @@ def preset_keys(table: str | None) -> frozenset:
     return frozenset(params.keys())
 
 
-def variant(run: dict) -> str:
-    """The run's measured overrides beyond its table preset's recipe (e.g. data.normalize=unit): runs that
-    differ in them are not averaged together."""
+def extra_overrides(run: dict) -> list[str]:
+    """The run's measured overrides beyond its table preset's recipe (e.g. data.normalize=unit)."""
     keys = preset_keys(run.get("table"))
-    return ",".join(o for o in measured_overrides(run.get("overrides", [])) if o.split("=", 1)[0] not in keys)
+    return [o for o in measured_overrides(run.get("overrides", [])) if o.split("=", 1)[0] not in keys]
 
 
-def row_name(run: dict) -> str:
-    v = variant(run)
+def shared_overrides(runs: list[dict]) -> frozenset:
+    """Overrides every run of a table has (e.g. one shortened schedule for all): the table's recipe, stated once
+    in its header, not a variant."""
+    sets = [set(extra_overrides(r)) for r in runs]
+    return frozenset(set.intersection(*sets)) if sets else frozenset()
+
+
+def variant(run: dict, shared: frozenset = frozenset()) -> str:
+    """The run's own overrides (beyond the preset and the overrides all runs share): runs that differ in
+    them are not averaged together."""
+    return ",".join(o for o in extra_overrides(run) if o not in shared)
+
+
+def row_name(run: dict, shared: frozenset = frozenset()) -> str:
+    v = variant(run, shared)
     return f"{run['method']} [{v}]" if v else run["method"]
 
 
@@ -73,10 +85,11 @@ def run_metric(run: dict) -> str:
 def aggregate(runs: list[dict], metric: str | None = None) -> dict:
     """{selection: {(data, row name): [values over seeds]}}; the row name is the method plus its variant."""
     out: dict = defaultdict(lambda: defaultdict(list))
+    shared = shared_overrides(runs)
     for r in runs:
         key = metric or run_metric(r)
         if key in r:
-            out[r.get("selection", "unknown")][(r["data"], row_name(r))].append(r[key])
+            out[r.get("selection", "unknown")][(r["data"], row_name(r, shared))].append(r[key])
     return out
 
 
@@ -159,8 +172,10 @@ def describe(runs: list[dict]) -> str:
     def values(key):
         return ", ".join(sorted({str(r.get(key)) for r in runs}))
 
+    shared = shared_overrides(runs)
     return (f"- runs: {len(runs)}; seeds: {values('seed')}; steps: {values('steps')}\n"
-            f"- commits: {values('commit')}; devices: {values('device')}\n")
+            f"- commits: {values('commit')}; devices: {values('device')}\n"
+            + (f"- overrides shared by every run: {', '.join(sorted(shared))}\n" if shared else ""))
 
 
 def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None = None, header: str = "",

@@ -118,3 +118,15 @@ def test_segmentation_runs_report_their_miou(tmp_path):
     assert "Target-domain test mIoU, mean" in text
     assert "| clan | 0.2500 ± 0.0707 (n=2) |" in text and "| seg_source_only | 0.1000 ± 0.0000 (n=1) |" in text
     assert text.index("seg_source_only") < text.index("| clan |")
+
+
+def test_overrides_every_run_shares_are_the_tables_recipe_not_a_variant(tmp_path):
+    base = {"data": "mnist_usps", "selection": "last_step", "table": "survey", "commit": "abc", "device": "cpu",
+            "steps": 2000}
+    runs = [{**base, "method": "dann", "seed": s, "test/tgt_acc": 0.7, "overrides": ["trainer.max_steps=2000"]}
+            for s in (0, 1)]
+    runs.append({**base, "method": "dann", "seed": 0, "test/tgt_acc": 0.5,
+                 "overrides": ["trainer.max_steps=2000", "method.weight=0.1"]})
+    text = write_tables(runs, tmp_path, "s", "survey").read_text()
+    assert "overrides shared by every run: trainer.max_steps=2000" in text
+    assert "| dann | 0.7000 ± 0.0000 (n=2)" in text and "| dann [method.weight=0.1] | 0.5000" in text
