@@ -129,4 +129,5 @@ def test_overrides_every_run_shares_are_the_tables_recipe_not_a_variant(tmp_path
                  "overrides": ["trainer.max_steps=2000", "method.weight=0.1"]})
     text = write_tables(runs, tmp_path, "s", "survey").read_text()
     assert "overrides shared by every run: trainer.max_steps=2000" in text
-    assert "| dann | 0.7000 ± 0.0000 (n=2)" in text and "| dann [method.weight=0.1] | 0.5000" in text
+    assert "| dann | missing [paper 0.767] | 0.7000 ± 0.0000 (n=2)" in text
+    assert "| dann [method.weight=0.1] | — | 0.5000 ± 0.0000 (n=1)" in text
