@@ -106,6 +106,8 @@ def test_clan_counts_iterations_and_uses_its_weights_after_preheat(fixture_data,
                                             "trainer.log_every_n_steps=1", *SMALL_SCENES]))
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["global_step"] == 6
+    generator = state["optimizer_states"][0]
+    assert all(int(s["step"]) == 6 for s in generator["state"].values())  # no parameter stepped twice
     adam = state["optimizer_states"][1]["state"]
     assert all(int(s["step"]) == 6 for s in adam.values())  # one discriminator step per iteration
     assert [s["last_epoch"] for s in state["lr_schedulers"]] == [6, 6]

@@ -33,7 +33,7 @@ class SegAdversarial(SegMethod):
         self.automatic_optimization = False
 
     def configure_optimizers(self):
-        gen = self.optimizer(params=[*self.net.parameters(), *self.heads.parameters()])
+        gen = self.optimizer(params=self.generator_parameters())
         disc = self.discriminator_optimizer(params=self.discriminator.parameters())
         return [gen, disc], [{"scheduler": self.poly_scheduler(o), "interval": "step"} for o in (gen, disc)]
 

@@ -67,8 +67,13 @@ class SegMethod(pl.LightningModule):
         power, total = self.hparams.poly_power, max(1, self.trainer.max_steps)
         return LambdaLR(optimizer, lambda i: 1.0 if power is None else max(0.0, 1 - i / total) ** power)
 
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """Encoder and every head, each once: heads[0] is net.classifier, already among net's parameters (a
+        parameter listed twice would get two optimiser steps per iteration)."""
+        return [*self.net.parameters(), *self.heads[1:].parameters()]
+
     def configure_optimizers(self):
-        optimizer = self.optimizer(params=[*self.net.parameters(), *self.heads.parameters()])
+        optimizer = self.optimizer(params=self.generator_parameters())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.poly_scheduler(optimizer), "interval": "step"}}
 
     def _evaluate(self, batch, dataloader_idx: int, stage: str) -> None:
