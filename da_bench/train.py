@@ -5,7 +5,8 @@
 
 The recipe, top to bottom: seed; instantiate the datamodule, the net and the method, callbacks, loggers,
 trainer; fit (resuming from ckpt_path, or from the run directory's last.ckpt when a run is re-launched);
-test the weights of the last step on the source and target test sets; write metrics.json. A run whose
+score the weights of the last step on the held-out val splits, then, once, on the source and target test
+sets; write metrics.json (with the split sizes). A run whose
 metrics.json exists is done and is skipped when launched again (rerun=true trains it anew).
 """
 from __future__ import annotations
@@ -84,12 +85,15 @@ def train(cfg: DictConfig) -> dict:
     if trainer.interrupted or trainer.global_step < trainer.max_steps:
         raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; saved {last}. "
                              f"Run the same command again to resume.")
+    validated = {k: v for per_loader in trainer.validate(method, datamodule=datamodule, verbose=False)
+                 for k, v in per_loader.items()}
     tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
               for k, v in per_loader.items()}
 
     metrics = {
         "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
-        **{k: float(v) for k, v in tested.items()},
+        **{k: float(v) for k, v in {**validated, **tested}.items()},
+        "splits": datamodule.split_sizes,
         "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.seconds, 2),
         "selection": cfg.selection, "commit": commit, "device": device_name(trainer),
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": ckpt_path, "table": cfg.get("table_name"),

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -76,14 +78,37 @@ def test_scale_invariant_mse_ignores_a_global_shift():
     assert scale_invariant_mse(x, torch.zeros_like(x)).item() > 0.5
 
 
-def test_daan_dynamic_factor_stays_in_unit_interval():
-    from da_bench.methods.daan import dynamic_factor
+def test_daan_dynamic_factor_follows_the_authors_code():
+    from da_bench.methods.daan import dynamic_factor, proxy_a_distance
 
-    grid = [i / 10 for i in range(11)]
-    values = [dynamic_factor(g, l) for g in grid for l in grid]
-    assert all(0.0 <= v <= 1.0 for v in values)
-    # omega = d_g / (d_g + d_l): a global discriminator that separates the domains perfectly (error 0) while
-    # the local ones are at chance puts all the weight on the local (conditional) term, and vice versa
-    assert dynamic_factor(0.0, 0.5) == 1.0
-    assert dynamic_factor(0.5, 0.0) == 0.0
-    assert dynamic_factor(0.5, 0.5) == 0.5
+    # omega = 1 - d_g / (d_g + d_l) is the local term's share; the global term gets d_g / (d_g + d_l)
+    assert dynamic_factor(0.2, 1.8) == pytest.approx(0.9)  # domains hard to tell apart globally: global weight .1
+    assert dynamic_factor(1.8, 0.2) == pytest.approx(0.1)
+    assert dynamic_factor(1.0, 1.0) == 0.5 and dynamic_factor(0.0, 0.0) == 0.5
+    assert dynamic_factor(0.0, 1.5) == 1.0
+    # d = 2 (1 - 2 loss) on the scaled losses: chance-level BCE (log 2) at scale .05 gives 2 (1 - .1 log 2)
+    assert proxy_a_distance(0.05 * math.log(2)) == pytest.approx(2 * (1 - 0.1 * math.log(2)))
+    assert proxy_a_distance(0.0) == 2.0 and proxy_a_distance(0.7) == 0.0
+
+
+def test_linear_mmd_is_the_squared_mean_difference():
+    from da_bench.losses import linear_mmd
+
+    torch.manual_seed(3)
+    f_s, f_t = torch.randn(16, 5), torch.randn(24, 5) + 0.5
+    expected = ((f_s.mean(0) - f_t.mean(0)) ** 2).sum()
+    assert linear_mmd(f_s, f_t).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert linear_mmd(f_s, f_s + 0.0).item() == 0.0
+    # a hand case: means (1, 0) and (0, 3) -> 1 + 9
+    assert linear_mmd(torch.tensor([[0.0, 0.0], [2.0, 0.0]]), torch.tensor([[0.0, 3.0]])).item() == 10.0
+
+
+def test_ddc_aligns_its_adaptation_layer_with_the_linear_mmd():
+    from da_bench.losses import linear_mmd
+    from da_bench.methods import DDC
+    from da_bench.nets import ConvNet
+
+    net = ConvNet(1, 28, 10, [[4, 5, 2, 2]], head_fc=[100, 100])
+    ddc = DDC(net, optimizer=None)
+    f_s, f_t = torch.randn(8, 100), torch.randn(8, 100)
+    assert ddc.discrepancy(f_s, f_t) == linear_mmd(f_s, f_t) and ddc.hparams.layers == (-2,)

@@ -84,13 +84,33 @@ def test_dataloader_path_serves_the_same_normalised_images(fixture_data):
     assert set(batch) == {"src_x", "src_y", "tgt_x"} and batch["tgt_x"].shape == (8, 3, 28, 28)
 
 
-def test_train_subset_is_a_fixed_draw(fixture_data):
-    a = Domain(USPS(fixture_data), train_subset=20).load("train", 28, 1)
-    b = Domain(USPS(fixture_data), train_subset=20).load("train", 28, 1)
-    full = Domain(USPS(fixture_data)).load("train", 28, 1)
-    assert len(a[1]) == 20 and torch.equal(a[0], b[0]) and len(full[1]) == 50
-    test = Domain(USPS(fixture_data), train_subset=20).load("test", 28, 1)
-    assert len(test[1]) == 30
+def test_train_subset_is_a_fixed_draw_outside_the_val_split(fixture_data):
+    a = Domain(USPS(fixture_data), train_subset=20).load_all(28, 1, split_seed=0)
+    b = Domain(USPS(fixture_data), train_subset=20).load_all(28, 1, split_seed=0)
+    full = Domain(USPS(fixture_data)).load_all(28, 1, split_seed=0)
+    assert len(a["train"][1]) == 20 and torch.equal(a["train"][0], b["train"][0])
+    # 50 training images: 5 (10 %) held out, 45 left to train on
+    assert len(full["val"][1]) == 5 and len(full["train"][1]) == 45 and torch.equal(a["val"][0], full["val"][0])
+    assert len(a["test"][1]) == 30
+
+
+def test_val_split_is_held_out_of_train_and_fixed_by_the_data_seed(fixture_data):
+    x, _ = MNIST(fixture_data).load("train")
+    splits = Domain(MNIST(fixture_data)).load_all(28, 1, split_seed=0)
+    other = Domain(MNIST(fixture_data)).load_all(28, 1, split_seed=1)
+    again = Domain(MNIST(fixture_data)).load_all(28, 1, split_seed=0)
+    rows = lambda t: {bytes(img.numpy().tobytes()) for img in t}
+    train, val = rows(splits["train"][0]), rows(splits["val"][0])
+    assert len(splits["val"][1]) == 6 and len(splits["train"][1]) == 54  # fixture: 60 training images
+    assert not train & val and len(train | val) == len({bytes(img.tobytes()) for img in x})
+    assert torch.equal(again["val"][0], splits["val"][0]) and not torch.equal(other["val"][0], splits["val"][0])
+    pair = make_pair(fixture_data)
+    pair.prepare_data()
+    assert pair.split_sizes == {"src_train": 54, "src_val": 6, "src_test": 30,
+                                "tgt_train": 45, "tgt_val": 5, "tgt_test": 30}
+    x_val, _ = next(iter(pair.val_dataloader()[0]))
+    x_test, _ = next(iter(pair.test_dataloader()[0]))
+    assert len(x_val) == 6 and len(x_test) == 30
 
 
 def test_a_split_smaller_than_a_batch_is_a_clear_error(fixture_data):

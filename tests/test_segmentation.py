@@ -135,3 +135,43 @@ def test_cli_says_which_methods_fit_a_segmentation_pair(fixture_data, tmp_path):
                       f"paths.log_dir={tmp_path}", "debug=fast", *SMALL_SCENES])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "config error" in result.stderr and "method=seg_source_only, seg_adv or clan" in result.stderr
+
+
+def test_clan_trains_each_head_as_a_classifier_and_keeps_the_weight_map_gradient(fixture_data, tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg(fixture_data, tmp_path, ["method=clan", "data=mnist_mnistm_seg", *SMALL_SCENES])
+    clan = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    logits = [torch.randn(2, 11, 8, 8, requires_grad=True) for _ in range(2)]
+    labels = torch.randint(0, 11, (2, 8, 8))
+    expected = F.cross_entropy(logits[0], labels) + F.cross_entropy(logits[1], labels)
+    assert clan.segmentation_loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert clan.segmentation_loss(logits, labels).item() != pytest.approx(
+        F.cross_entropy(logits[0] + logits[1], labels).item(), rel=1e-3)
+    clan.trainer = type("T", (), {"max_steps": 100, "global_step": 50})()  # past the preheat
+    clan.log = lambda *a, **k: None
+    weight = clan.pixel_weight(logits)
+    weight.sum().backward()
+    assert logits[0].grad is not None and logits[0].grad.abs().sum() > 0  # the map carries a gradient
+    # the regulariser is the doubled weight discrepancy
+    from da_bench.losses.clan import weight_discrepancy
+    doubled = 2 * 0.01 * weight_discrepancy(clan.heads[0].parameters(), clan.heads[1].parameters())
+    assert clan.generator_regularizer().item() == pytest.approx(doubled.item(), rel=1e-6)
+
+
+def test_clan_heads_train_at_ten_times_the_trunk_lr_after_a_warm_up(fixture_data, tmp_path):
+    train(make_cfg(fixture_data, tmp_path, ["method=clan", "data=mnist_mnistm_seg", "trainer.max_steps=20",
+                                            "method.preheat_fraction=0.25", *SMALL_SCENES]))
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    trunk, heads = state["optimizer_states"][0]["param_groups"]
+    poly = (1 - 20 / 20) ** 0.9
+    assert trunk["lr"] == pytest.approx(1e-3 * poly) and heads["lr"] == pytest.approx(1e-2 * poly)
+    assert len(heads["params"]) == 4  # two heads, weight and bias each
+    from hydra.utils import instantiate
+
+    cfg = make_cfg(fixture_data, tmp_path / "cfg", ["method=clan", "data=mnist_mnistm_seg",
+                                                    "method.preheat_fraction=0.25", *SMALL_SCENES])
+    clan = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    clan.trainer = type("T", (), {"max_steps": 20, "global_step": 0})()
+    factors = [clan.lr_factor(i) for i in range(8)]
+    assert factors[:5] == [0.0, 0.2, 0.4, 0.6, 0.8] and factors[5] == pytest.approx((1 - 5 / 20) ** 0.9)

@@ -6,7 +6,7 @@ import pytest
 
 from da_bench.data.files import DataCorruptError, DataMissingError
 from da_bench.data.sources import GTSRB, MNIST, MNISTM, SVHN, USPS, SynNumbers, SynSigns
-from da_bench.data.sources.mnistm import blend_mnistm
+from da_bench.data.sources.mnistm import appearance, blend_mnistm
 
 
 @pytest.mark.parametrize("make, channels, size, classes", [
@@ -94,6 +94,30 @@ def test_mnistm_blend_is_abs_difference_with_a_random_patch():
         patch = photo[r : r + 32, c : c + 32].astype(int)
         padded = np.pad(digits[0], 2).astype(int)[..., None]
         assert np.array_equal(img, np.abs(patch - padded).astype(np.uint8))
+
+
+def test_mnistm_blend_binarises_the_digit_like_the_published_files():
+    # a digit with a faint edge (value 30) and a full centre (255): both become 255 before the blend, as the
+    # authors' files were made, so on a flat grey photo both render as |120 - 255| = 135
+    digits = np.zeros((4, 28, 28), dtype=np.uint8)
+    digits[:, 10:14, 10:14] = 255
+    digits[:, 10:14, 9] = 30
+    photo = np.full((40, 40, 3), 120, dtype=np.uint8)
+    out = blend_mnistm(digits, [photo], seed=0)
+    assert (out[:, :, 12:16, 11] == 135).all() and (out[:, :, 12:16, 13] == 135).all()
+    assert (out[:, :, 0, 0] == 120).all()
+    stats = appearance(out, digits)
+    assert stats["edge"] == stats["centre"] == 135.0 and stats["background"] == 120.0
+    assert stats["mean_r"] == stats["mean_g"] == stats["mean_b"]
+
+
+def test_generated_mnistm_matches_the_published_appearance_on_fixtures(fixture_data):
+    # the fixture photos are uniform noise (mean ~127.5): the digit's ink, faint or not, renders near
+    # 255 - 127.5 on average, the same at edges and centres
+    digits, _ = MNIST(fixture_data).load("train")
+    images, _ = MNISTM(fixture_data, seed=1).load("train")
+    stats = appearance(images, digits[:, 0])
+    assert abs(stats["edge"] - stats["centre"]) < 8 and abs(stats["background"] - 127.5) < 8
 
 
 def test_generated_mnistm_is_cached_and_reproducible(fixture_data):

@@ -85,8 +85,11 @@ def test_adda_reuses_a_finished_source_only_run(fixture_data, tmp_path):
     # stage 1 skipped: the source net is the source_only net, untouched by the 6 adaptation steps
     assert all(torch.equal(adda_state[k], v) for k, v in source_state.items() if k.startswith("net."))
     assert not torch.equal(adda_state["target_encoder.0.weight"], source_state["net.encoder.0.weight"])
-    assert metrics["test/src_acc"] == pytest.approx(
-        json.loads((src_dir / "metrics.json").read_text())["test/src_acc"])
+    source_only = json.loads((src_dir / "metrics.json").read_text())
+    assert metrics["test/src_acc"] == pytest.approx(source_only["test/src_acc"])
+    # the stage-1 column is the source model on the target test set: the source_only run's own number
+    assert metrics["test/tgt_acc_stage1"] == pytest.approx(source_only["test/tgt_acc"])
+    assert "val/tgt_acc_stage1_oracle" in metrics
 
 
 def test_oracle_alone_sees_target_labels(fixture_data, tmp_path):
@@ -188,3 +191,24 @@ def test_dsn_writes_reconstructions_and_daan_logs_omega(fixture_data, tmp_path):
     omegas = [float(r["train/omega"]) for r in csv.DictReader(open(tmp_path / "daan" / "csv" / "metrics.csv"))
               if r.get("train/omega")]
     assert omegas and all(0.0 <= w <= 1.0 for w in omegas)
+
+
+@pytest.mark.parametrize("net, adversary_input, width", [("dann_mnist", "logits", 10), ("dann_mnist", "features", 2352),
+                                                         ("lenet", "logits", 10), ("lenet", "features", 500)])
+def test_adda_discriminates_the_output_layer_by_default(fixture_data, tmp_path, net, adversary_input, width):
+    cfg = make_cfg(fixture_data, tmp_path, [f"net={net}", "method=adda", f"method.adversary_input={adversary_input}"])
+    adda = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    assert adda.discriminator.net[0].in_features == width
+    default = instantiate(make_cfg(fixture_data, tmp_path, [f"net={net}", "method=adda"]).method,
+                          net=instantiate(cfg.net), _convert_="all")
+    assert default.hparams.adversary_input == "logits"
+
+
+def test_metrics_record_the_splits_and_the_val_curves(fixture_data, tmp_path):
+    metrics = train(make_cfg(fixture_data, tmp_path, ["method=dann"]))
+    assert metrics["splits"] == {"src_train": 54, "src_val": 6, "src_test": 30,
+                                 "tgt_train": 54, "tgt_val": 6, "tgt_test": 30}  # generated from the 60 digits
+    assert {"val/src_acc", "val/tgt_acc_oracle", "test/src_acc", "test/tgt_acc"} <= set(metrics)
+    import csv
+    columns = set(next(csv.reader(open(tmp_path / "csv" / "metrics.csv"))))
+    assert "val/tgt_acc" not in columns and "val/tgt_acc_oracle" in columns

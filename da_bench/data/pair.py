@@ -6,9 +6,14 @@ channels), and kept as uint8. Two ways to serve it:
   epochs and normalised there in one tensor op, so the hot loop has no per-sample Python;
 - `resident=false`: an ordinary torch DataLoader over per-sample items, for data that does not fit.
 
+Splits: each domain's training split is divided, by a fixed data seed (`split_seed`, not the run seed),
+into `train` and a held-out `val` (min(val_size, 10 %) of it); `test` is the published test split. Curves
+are drawn on the val splits; the test splits are read once, after training, for the reported numbers.
+
 A training batch is a dict: src_x, src_y, tgt_x (and tgt_y only when the method declares it trains on
 target labels, i.e. the oracle: unsupervised methods never see them). Evaluation batches are (x, y), from
-two loaders: source test (index 0) and target test (index 1).
+two loaders: source (index 0) and target (index 1), val splits during training, test splits at the end.
+The target val labels are read only by curves logged as oracle (`val/tgt_acc_oracle`).
 """
 from __future__ import annotations
 
@@ -32,22 +37,37 @@ class Domain:
     """One side of a pair: a `Source` plus how its images are brought to the pair's input.
 
     geometry: 'resize' (bilinear, antialiased), 'pad' (zero-pad centred) or 'center_crop';
-    binarize: threshold at > 0 (the tf-dann MNIST preprocessing); train_subset: keep a fixed random
-    subset of the training split (the ADDA protocol's 2,000 MNIST / 1,800 USPS), drawn with subset_seed.
+    binarize: threshold at > 0 (the tf-dann MNIST preprocessing); val_size: images held out of the
+    training split for validation (at most 10 % of it); train_subset: keep a fixed random subset of what
+    remains for training (the ADDA protocol's 2,000 MNIST / 1,800 USPS), drawn with subset_seed.
     """
 
     def __init__(self, source: Source, geometry: str = "resize", binarize: bool = False,
-                 train_subset: int | None = None, subset_seed: int = 0):
+                 train_subset: int | None = None, subset_seed: int = 0, val_size: int = 5000):
         if geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {GEOMETRIES}, not {geometry!r}")
+        if val_size < 0:
+            raise ValueError(f"val_size must be >= 0, not {val_size}")
         self.source, self.geometry, self.binarize = source, geometry, binarize
-        self.train_subset, self.subset_seed = train_subset, subset_seed
+        self.train_subset, self.subset_seed, self.val_size = train_subset, subset_seed, val_size
+
+    def load_all(self, size: int, channels: int, split_seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{'train', 'val', 'test'}: the training split divided by `split_seed` into train and val, and test."""
+        images, labels = self.source.load("train")
+        order = np.random.default_rng(split_seed).permutation(len(labels))
+        n_val = min(self.val_size, len(labels) // 10)
+        val, rest = np.sort(order[:n_val]), order[n_val:]
+        if self.train_subset and self.train_subset < len(rest):
+            rest = rest[np.random.default_rng(self.subset_seed).permutation(len(rest))[: self.train_subset]]
+        return {"train": self.prepare(images[np.sort(rest)], labels[np.sort(rest)], size, channels),
+                "val": self.prepare(images[val], labels[val], size, channels),
+                "test": self.load("test", size, channels)}
 
     def load(self, split: str, size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = self.source.load(split)
-        if split == "train" and self.train_subset and self.train_subset < len(labels):
-            keep = np.sort(np.random.default_rng(self.subset_seed).permutation(len(labels))[: self.train_subset])
-            images, labels = images[keep], labels[keep]
+        """One published split, whole, at the pair's shape."""
+        return self.prepare(*self.source.load(split), size, channels)
+
+    def prepare(self, images: np.ndarray, labels: np.ndarray, size: int, channels: int):
         x = torch.from_numpy(images if images.flags.writeable else images.copy())
         if labels.ndim == 3 and x.shape[-1] != size:  # resampling would blur a mask's classes
             raise ValueError(f"{self.source.name}: segmentation scenes are {x.shape[-1]} px; set data.image_size to "
@@ -177,7 +197,7 @@ class DomainPair(pl.LightningDataModule):
 
     def __init__(self, source: Domain, target: Domain, image_size: int, channels: int, num_classes: int,
                  batch_size: int = 64, eval_batch_size: int = 1000, normalize: str = "pixel_mean",
-                 resident: bool = True, num_workers: int = 0, seed: int = 0):
+                 resident: bool = True, num_workers: int = 0, seed: int = 0, split_seed: int = 0):
         super().__init__()
         if normalize not in NORMALISATIONS:
             raise ValueError(f"normalize must be one of {NORMALISATIONS}, not {normalize!r}")
@@ -185,6 +205,7 @@ class DomainPair(pl.LightningDataModule):
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.normalize, self.resident, self.num_workers, self.seed = normalize, resident, num_workers, seed
+        self.split_seed = split_seed
         self.expose_target_labels = False  # set by train.py from the method (the oracle only)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mean = self.std = None
@@ -194,8 +215,8 @@ class DomainPair(pl.LightningDataModule):
         if self.splits:
             return
         for dom_name, dom in (("src", self.source), ("tgt", self.target)):
-            for split in ("train", "test"):
-                self.splits[f"{dom_name}_{split}"] = dom.load(split, self.image_size, self.channels)
+            for split, tensors in dom.load_all(self.image_size, self.channels, self.split_seed).items():
+                self.splits[f"{dom_name}_{split}"] = tensors
         for key in ("src_train", "tgt_train"):
             if len(self.splits[key][1]) < self.batch_size:
                 raise DataError(f"{key} has {len(self.splits[key][1])} images, fewer than "
@@ -234,9 +255,14 @@ class DomainPair(pl.LightningDataModule):
             })
         return HideTargetLabels(batches) if not self.expose_target_labels else batches
 
-    def _eval_loaders(self):
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        """Images per split, e.g. {'src_train': 55000, 'src_val': 5000, 'src_test': 10000, ...}."""
+        return {k: len(y) for k, (_, y) in self.splits.items()}
+
+    def _eval_loaders(self, split: str):
         loaders = []
-        for key in ("src_test", "tgt_test"):
+        for key in (f"src_{split}", f"tgt_{split}"):
             x, y = self.splits[key]
             if self.resident:
                 loaders.append(ResidentEval(x, y, self.eval_batch_size, self.normalise))
@@ -246,10 +272,10 @@ class DomainPair(pl.LightningDataModule):
         return loaders
 
     def val_dataloader(self):
-        return self._eval_loaders()
+        return self._eval_loaders("val")
 
     def test_dataloader(self):
-        return self._eval_loaders()
+        return self._eval_loaders("test")
 
 
 class HideTargetLabels:

@@ -5,9 +5,9 @@ from da_bench.losses.domain_adversarial import DomainAdversarialLoss
 
 __all__ += ["DomainAdversarialLoss"]
 from da_bench.losses.coral import coral_loss
-from da_bench.losses.mmd import MMD
+from da_bench.losses.mmd import MMD, linear_mmd
 
-__all__ += ["MMD", "coral_loss"]
+__all__ += ["MMD", "linear_mmd", "coral_loss"]
 from da_bench.losses.dsn import difference_loss, scale_invariant_mse
 from da_bench.losses.wasserstein import gradient_penalty, wasserstein_estimate
 

@@ -1,5 +1,8 @@
-"""Maximum mean discrepancy with Gaussian kernels: DDC (Tzeng et al. 2014, one kernel) and DAN's
-multi-kernel MMD (Long et al., ICML 2015, Eq. 3 with the kernel family of Sec. 3.1).
+"""Maximum mean discrepancy: DDC's linear MMD (Tzeng et al. 2014) and DAN's multi-kernel MMD with Gaussian
+kernels (Long et al., ICML 2015, Eq. 3 with the kernel family of Sec. 3.1).
+
+Linear (DDC, Eq. 1): MMD(f_s, f_t) = || mean_i f_s[i] - mean_j f_t[j] ||^2, the squared distance between the
+domains' mean representations (a linear kernel). Gaussian:
 
 MMD^2(f_s, f_t) = sum_u beta_u [ mean k_u(s, s') + mean k_u(t, t') - 2 mean k_u(s, t) ]   (biased estimate)
 k_u(a, b) = exp(-||a - b||^2 / (m_u * sigma^2)), sigma^2 the median squared distance of the pooled batch
@@ -11,6 +14,15 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+
+def linear_mmd(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """||mean(f_s) - mean(f_t)||^2 for f_s: B_s x d, f_t: B_t x d -> a scalar >= 0.
+
+    >>> linear_mmd(torch.tensor([[0.0, 0.0], [2.0, 0.0]]), torch.tensor([[0.0, 3.0]]))
+    tensor(10.)
+    """
+    return (f_s.mean(0) - f_t.mean(0)).square().sum()
 
 
 def pooled_sq_distances(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:

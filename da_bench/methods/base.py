@@ -1,5 +1,6 @@
-"""What every method shares: evaluation on the source and target test sets, training progress, the
-optimiser with DANN's annealing, and logging keys (train/..., val/{src,tgt}_acc, test/{src,tgt}_acc).
+"""What every method shares: evaluation, training progress, the optimiser with DANN's annealing, and logging
+keys: train/...; curves on the held-out val splits, val/src_acc and the oracle curve val/tgt_acc_oracle
+(target labels: watched, never used by a method); test/{src,tgt}_acc once, after training.
 
 A method subclasses `DAMethod` and writes `training_step` (its one update rule). Evaluation calls
 `classify(x, domain)`, which a method overrides when the target domain has its own encoder (ADDA).
@@ -19,6 +20,12 @@ from torchmetrics.classification import MulticlassAccuracy
 from da_bench.losses.grl import annealed_lr_factor
 
 DOMAINS = ("src", "tgt")
+
+
+def metric_key(stage: str, domain: str, name: str) -> str:
+    """'val/src_acc', 'test/tgt_acc', ...; a curve on the target val split reads target labels, so it is named
+    as the oracle's: 'val/tgt_acc_oracle'."""
+    return f"{stage}/{domain}_{name}" + ("_oracle" if (stage, domain) == ("val", "tgt") else "")
 OPTIMIZER_ARGS = ("optimizer", "pretrain_optimizer", "adapt_optimizer", "critic_optimizer")
 
 
@@ -54,7 +61,7 @@ class DAMethod(pl.LightningModule):
         domain = DOMAINS[dataloader_idx]
         metric = self.accuracy[f"{stage}_{domain}"]
         metric.update(self.classify(x, domain), y)
-        self.log(f"{stage}/{domain}_acc", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
+        self.log(metric_key(stage, domain, "acc"), metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         self._evaluate(batch, dataloader_idx, "val")

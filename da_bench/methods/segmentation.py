@@ -5,7 +5,8 @@ DeepLab, and a PNG of predicted target maps.
 A batch is the classification one with masks for labels: src_x B x C x H x W, src_y B x H x W (uint8
 class ids, 10 = background on digit scenes). `heads` holds the net's classifier and, for co-training
 methods, fresh copies of it; the prediction is the sum of the heads' logits (CLAN: p = p1 + p2).
-Logged: {val,test}/{src,tgt}_{miou,pixel_acc} and test/{src,tgt}_iou_<class>; selection: the last step.
+Logged: test/{src,tgt}_{miou,pixel_acc}, test/{src,tgt}_iou_<class>, and the val-split curves val/src_* and
+val/tgt_*_oracle (base.metric_key); selection: the last step.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from da_bench.methods.base import DOMAINS, OPTIMIZER_ARGS
+from da_bench.methods.base import DOMAINS, OPTIMIZER_ARGS, metric_key
 from da_bench.nets.segnet import upsample
 
 # 10 digit colours + black background for the prediction grid
@@ -33,7 +34,8 @@ class SegMethod(pl.LightningModule):
     target_metric = "test/tgt_miou"
 
     def __init__(self, net: nn.Module, optimizer: Callable | None = None, poly_power: float | None = 0.9,
-                 num_heads: int = 1, grid_images: int = 8):
+                 num_heads: int = 1, grid_images: int = 8, warmup_fraction: float = 0.0,
+                 head_lr_multiplier: float = 1.0):
         super().__init__()
         self.save_hyperparameters(ignore=["net", *OPTIMIZER_ARGS], logger=False)
         self.net, self.optimizer = net, optimizer
@@ -62,15 +64,28 @@ class SegMethod(pl.LightningModule):
     def segment(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack(self.head_logits(x)).sum(0)
 
-    def poly_scheduler(self, optimizer) -> LambdaLR:
-        """lr_i = lr_0 (1 - i / max_steps)^power (DeepLab / CLAN); constant when poly_power is None."""
+    def lr_factor(self, i: int) -> float:
+        """lr_i / lr_0: a linear warm-up i / W over the first warmup_fraction of training (CLAN's code, W its
+        preheat), then (1 - i / max_steps)^power (DeepLab / CLAN); constant when poly_power is None."""
         power, total = self.hparams.poly_power, max(1, self.trainer.max_steps)
-        return LambdaLR(optimizer, lambda i: 1.0 if power is None else max(0.0, 1 - i / total) ** power)
+        warmup = round(self.hparams.warmup_fraction * total)
+        if i < warmup:
+            return i / warmup
+        return 1.0 if power is None else max(0.0, 1 - i / total) ** power
 
-    def generator_parameters(self) -> list[nn.Parameter]:
-        """Encoder and every head, each once: heads[0] is net.classifier, already among net's parameters (a
-        parameter listed twice would get two optimiser steps per iteration)."""
-        return [*self.net.parameters(), *self.heads[1:].parameters()]
+    def poly_scheduler(self, optimizer) -> LambdaLR:
+        """lr_factor for every param group; the generator's heads group (the last) x head_lr_multiplier."""
+        groups = len(optimizer.param_groups)
+        return LambdaLR(optimizer, [
+            (lambda i, m=(self.hparams.head_lr_multiplier if g == 1 else 1.0): m * self.lr_factor(i))
+            for g in range(groups)])
+
+    def generator_parameters(self) -> list[dict]:
+        """Two param groups, each parameter once: the trunk (encoder), then every head (heads[0] is
+        net.classifier; a parameter listed twice would get two optimiser steps per iteration)."""
+        heads = {id(p) for p in self.heads.parameters()}
+        return [{"params": [p for p in self.net.parameters() if id(p) not in heads]},
+                {"params": list(self.heads.parameters())}]
 
     def configure_optimizers(self):
         optimizer = self.optimizer(params=self.generator_parameters())
@@ -91,8 +106,8 @@ class SegMethod(pl.LightningModule):
             if not self.pixel_acc[key].update_called:
                 continue
             per_class = self.iou[key].compute()
-            self.log(f"{stage}/{domain}_miou", per_class.mean())
-            self.log(f"{stage}/{domain}_pixel_acc", self.pixel_acc[key].compute())
+            self.log(metric_key(stage, domain, "miou"), per_class.mean())
+            self.log(metric_key(stage, domain, "pixel_acc"), self.pixel_acc[key].compute())
             if stage == "test":
                 for c, value in enumerate(per_class):
                     self.log(f"test/{domain}_iou_{'bg' if c == self.num_classes - 1 else c}", value)

@@ -1,9 +1,13 @@
 """MNIST-M (Ganin & Lempitsky 2015): MNIST digits blended over random colour patches of BSDS500 photos,
-out = |patch - digit| per channel, 32 x 32 RGB, the digit padded by 2 px (the published files' geometry).
+out = |patch - 255 * [digit > 0]| per channel, 32 x 32 RGB, the digit padded by 2 px (the published
+files' geometry).
 
-- `variant="generated"` builds it from MNIST and the 200 BSDS500 *train* photos as the authors describe:
-  for every MNIST digit of the split, a photo drawn at random and a random 32 x 32 patch of it; drawn
-  from `np.random.default_rng(seed)`, so the same seed gives the same pixels; cached after the first build.
+- `variant="generated"` builds it from MNIST and the 200 BSDS500 *train* photos as the authors' files
+  were made: each digit is binarised first (any ink -> 255, as the public tf-dann `create_mnistm.py` does;
+  the published pixels agree: thin stroke edges come out as bright as stroke centres), then, for every
+  MNIST digit of the split, a photo drawn at random and a random 32 x 32 patch of it; drawn from
+  `np.random.default_rng(seed)`, so the same seed gives the same pixels; cached after the first build.
+  It keeps all 60,000 / 10,000 digits where the published files stop at 59,001 / 9,001.
   BSDS500 is read from <root>/BSDS500/train.tar (train/<id>.jpg) or the official BSR_bsds500.tgz.
 - `variant="published"` reads the authors' files: <root>/MNIST-M/mnist_m_{split}_images.npy.xz with
   mnist_m_{split}_labels.txt (the published PNGs' pixels, see shared/data/SOURCES.md), or the unpacked
@@ -62,12 +66,13 @@ def read_bsds_train(root, download: bool = False) -> list[np.ndarray]:
 
 
 def blend_mnistm(digits: np.ndarray, photos: list[np.ndarray], seed: int, size: int = 32) -> np.ndarray:
-    """|patch - digit| for each digit (N x 28 x 28 uint8) -> N x 3 x size x size uint8.
+    """|patch - 255 * [digit > 0]| for each digit (N x 28 x 28 uint8) -> N x 3 x size x size uint8.
 
-    Each digit is zero-padded to `size`, replicated to 3 channels, and blended with a random size x size
-    patch of a random photo. Vectorised per photo: no per-digit Python.
+    Each digit is binarised, zero-padded to `size`, replicated to 3 channels, and blended with a random
+    size x size patch of a random photo. Vectorised per photo: no per-digit Python.
     """
     rng = np.random.default_rng(seed)
+    digits = np.where(digits > 0, 255, 0).astype(np.uint8)
     pad = (size - digits.shape[-1]) // 2
     padded = np.pad(digits, ((0, 0), (pad, size - digits.shape[-1] - pad), (pad, size - digits.shape[-2] - pad)))
     which = rng.integers(len(photos), size=len(digits))
@@ -107,7 +112,8 @@ class MNISTM(Source):
         # split-specific seed: train and test scenes never share a patch sequence
         seed = self.seed * 2 + (split == "test")
         build = lambda: (blend_mnistm(digits[:, 0], read_bsds_train(self.root, self.download), seed), labels)
-        return cached_arrays(self.cache_dir / f"mnistm_generated_{split}_seed{self.seed}_{key}.npz", build)
+        # "bin": binarised digits; caches of the earlier grey-digit blend are never read as this one
+        return cached_arrays(self.cache_dir / f"mnistm_generated_bin_{split}_seed{self.seed}_{key}.npz", build)
 
     def _published(self, split):
         base = self.root / "MNIST-M"
@@ -136,3 +142,16 @@ def read_labels(path):
     """mnist_m_{split}_labels.txt: one "<file name> <label>" line per image, in image order."""
     rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
     return [r[0] for r in rows], np.asarray([int(r[1]) for r in rows], dtype=np.int64)
+
+
+def appearance(images: np.ndarray, digits: np.ndarray) -> dict[str, float]:
+    """How MNIST-M images (N x 3 x 32 x 32) render their MNIST digits (N x 28 x 28, the same digits in order):
+    mean brightness where the digit has thin stroke edges (MNIST 1-63), stroke centres (>= 192) and no ink
+    (0), and the per-channel means. On the published test files: edges ~147, centres ~147, background ~108."""
+    n = min(len(images), len(digits))
+    inner = images[:n, :, 2:30, 2:30].astype(np.float64).mean(1)  # the digit sits padded by 2
+    digits = digits[:n]
+    stats = {name: float(inner[mask].mean()) for name, mask in
+             (("edge", (digits > 0) & (digits < 64)), ("centre", digits >= 192), ("background", digits == 0))}
+    stats.update({f"mean_{c}": float(images[:n, i].mean()) for i, c in enumerate("rgb")})
+    return stats
