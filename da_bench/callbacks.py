@@ -1,10 +1,44 @@
 """Lightning callbacks of the training recipe."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or weight became NaN / inf: the run is broken, not a result (no metrics.json, no checkpoint)."""
+
+
+def nonfinite_parameters(module: torch.nn.Module) -> list[str]:
+    return [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
+
+
+class FiniteGuard(pl.Callback):
+    """Stops training when a logged train/* value (every loss a method logs) is NaN or inf for more than
+    `patience` consecutive checks, one check every `every_n_steps` steps (a host sync each; NaN weights
+    stay NaN, so a sparse check still catches them). Weights are checked before every checkpoint, so a
+    broken state is never written as one."""
+
+    def __init__(self, every_n_steps: int = 10, patience: int = 0):
+        self.every_n_steps, self.patience, self.strikes = max(1, every_n_steps), patience, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % self.every_n_steps:
+            return
+        bad = sorted(k for k, v in trainer.callback_metrics.items()
+                     if k.startswith("train/") and not math.isfinite(float(v)))
+        self.strikes = self.strikes + 1 if bad else 0
+        if self.strikes > self.patience:
+            raise NonFiniteError(f"non-finite {', '.join(bad)} at step {trainer.global_step}")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        bad = nonfinite_parameters(pl_module)
+        if bad:
+            raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at step {trainer.global_step}")
 
 
 class CheckpointOnInterrupt(pl.Callback):
@@ -16,6 +50,8 @@ class CheckpointOnInterrupt(pl.Callback):
         self.path = Path(path)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, NonFiniteError) or nonfinite_parameters(pl_module):
+            return  # a relaunch resumes from the last good checkpoint instead
         if trainer.state.fn == "fit" and trainer.global_step > 0:
             trainer.save_checkpoint(self.path)
 

@@ -7,15 +7,35 @@ import subprocess
 from pathlib import Path
 
 
-def git_commit() -> str:
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def git_commit(package_dir: Path = PACKAGE_DIR) -> str:
+    """The short commit of this project's own checkout ('-dirty' with uncommitted changes to tracked files),
+    or 'unknown (da_bench <version>)' when the code is not the checkout's: installed from a wheel, or a
+    copy that sits inside some other git repository (whose commit would say nothing about this code)."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=package_dir, timeout=10)
+
+    unknown = f"unknown (da_bench {_version()})"
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except OSError:
-        return "unknown"
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != package_dir.parent:
+            return unknown
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "") if head.returncode == 0 else unknown
+    except (OSError, subprocess.TimeoutExpired):
+        return unknown
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("da_bench")
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def cpu_name() -> str:

@@ -40,7 +40,7 @@ def paper_numbers(table: str | None) -> tuple[dict, str]:
     return cells, "; ".join(t["citation"] for t in chosen)
 
 
-TABLE_PRESETS = Path(__file__).resolve().parents[1] / "conf" / "table"
+TABLE_PRESETS = Path(__file__).resolve().parent / "conf" / "table"
 
 
 @lru_cache(maxsize=None)
@@ -82,14 +82,22 @@ def run_metric(run: dict) -> str:
     return run.get("target_metric", "test/tgt_acc")
 
 
+STAGE1 = "test/tgt_acc_stage1"  # ADDA's stage-1 source model on the target test set
+STAGE1_ROW = " [stage 1: its source model]"
+
+
 def aggregate(runs: list[dict], metric: str | None = None) -> dict:
-    """{selection: {(data, row name): [values over seeds]}}; the row name is the method plus its variant."""
+    """{selection: {(data, row name): [values over seeds]}}; the row name is the method plus its variant.
+    An ADDA run also fills the row of its own stage-1 model, right under it."""
     out: dict = defaultdict(lambda: defaultdict(list))
     shared = shared_overrides(runs)
     for r in runs:
         key = metric or run_metric(r)
+        cells = out[r.get("selection", "unknown")]
         if key in r:
-            out[r.get("selection", "unknown")][(r["data"], row_name(r, shared))].append(r[key])
+            cells[(r["data"], row_name(r, shared))].append(r[key])
+        if key == "test/tgt_acc" and STAGE1 in r:
+            cells[(r["data"], row_name(r, shared) + STAGE1_ROW)].append(r[STAGE1])
     return out
 
 
@@ -130,8 +138,9 @@ def build_tables(runs: list[dict], table: str | None = None, metric: str | None 
                 if not values and (d, m) not in grid:  # a paper cell nobody ran stays, as missing
                     continue
                 text, mean, std = cell(values)
+                paper_row = "source_only" if m.endswith(STAGE1_ROW) else m.split(" [")[0]
                 rows.append({"method": m, "data": d, "mean": mean, "std": std, "n": len(values),
-                             "paper": paper.get((d, m.split(" [")[0])), "text": text})
+                             "paper": paper.get((d, paper_row)), "text": text})
         result[selection] = rows
     return result
 

@@ -101,7 +101,7 @@ def measure(data_root, method, pair, path, args, precision, out_dir):
     resident = path == "resident"
     overrides = [f"method={method}", f"data={pair}", f"paths.data_dir={data_root}", f"paths.output_dir={out_dir}",
                  f"data.resident={str(resident).lower()}", f"data.num_workers={0 if resident else args.workers}"]
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "da_bench" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     datamodule = instantiate(cfg.data)

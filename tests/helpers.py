@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "da_bench" / "conf"
 
 
 def make_cfg(data_root, out_dir, overrides=(), debug="fast"):
@@ -28,3 +28,16 @@ class InterruptAt(pl.Callback):
     def on_train_batch_end(self, trainer, *args):
         if trainer.global_step >= self.step:
             raise KeyboardInterrupt
+
+
+class SignalAt(pl.Callback):
+    """Sends this process `signum` (default SIGTERM, as SLURM preemption and `timeout` do) at `step`."""
+
+    def __init__(self, step: int, signum: int = 15):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            import os
+
+            os.kill(os.getpid(), self.signum)

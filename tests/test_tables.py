@@ -32,7 +32,8 @@ def test_tables_never_invent_cells_and_keep_variants_apart(tmp_path):
 
 def test_run_suffix_is_stable_and_ignores_where_things_go():
     a = run_suffix(["method=dann", "seed=1", "trainer.max_steps=5", "paths.data_dir=/x", "launcher=per_gpu"])
-    assert a == run_suffix(["trainer.max_steps=5", "paths.log_dir=/y"]) == "trainer.max_steps=5"
+    assert a == run_suffix(["trainer.max_steps=5", "paths.log_dir=/y"]) == "trainer.max_steps-5"
+    assert run_suffix(["trainer.devices=4", "b=x,y"]) == "b-x+y+trainer.devices-4"  # no "=" or ",": pasteable
     assert run_suffix([]) == "defaults"
     long = [f"method.optimizer.lr={i}" for i in range(20)]
     assert run_suffix(long).startswith("h") and run_suffix(long) != run_suffix(long[:-1])
@@ -131,3 +132,33 @@ def test_overrides_every_run_shares_are_the_tables_recipe_not_a_variant(tmp_path
     assert "overrides shared by every run: trainer.max_steps=2000" in text
     assert "| dann | missing [paper 0.767] | 0.7000 ± 0.0000 (n=2)" in text
     assert "| dann [method.weight=0.1] | — | 0.5000 ± 0.0000 (n=1)" in text
+
+
+def test_adda_tables_show_its_stage1_model_beside_it(tmp_path):
+    from da_bench.tables import build_tables
+
+    base = {"data": "mnist_usps", "selection": "last_step", "target_metric": "test/tgt_acc", "table": "adda"}
+    runs = [{**base, "method": "adda", "seed": s, "test/tgt_acc": 0.9 + s / 100, "test/tgt_acc_stage1": 0.7}
+            for s in range(2)]
+    rows = {r["method"]: r for r in build_tables(runs, "adda")["last_step"] if r["data"] == "mnist_usps"}
+    stage1 = rows["adda [stage 1: its source model]"]
+    assert stage1["mean"] == pytest.approx(0.7) and stage1["n"] == 2
+    assert stage1["paper"] == pytest.approx(0.752) and rows["adda"]["paper"] == pytest.approx(0.894)
+
+
+def test_weight_rule_keeps_the_largest_weight_that_spares_the_source_task():
+    from da_bench.selection import largest_within_source_tolerance
+
+    def run(data, weight, src, tgt):
+        return {"data": data, "overrides": [f"method.weight={weight}"], "val/src_acc": src, "test/tgt_acc": tgt}
+
+    runs = [run("a", 0.0, 0.98, 0.5), run("a", 0.1, 0.97, 0.6), run("a", 0.3, 0.965, 0.7), run("a", 1.0, 0.11, 0.1),
+            run("b", 0.0, 0.95, 0.7), run("b", 0.1, 0.94, 0.8), run("b", 0.3, 0.90, 0.9), run("b", 1.0, 0.12, 0.1)]
+    choice = largest_within_source_tolerance(runs, tolerance=0.02)
+    assert choice["per_pair"]["a"]["pick"] == 0.3 and choice["per_pair"]["b"]["pick"] == 0.1
+    assert choice["default"] == 0.1
+    # the target numbers do not move the choice
+    flipped = [{**r, "test/tgt_acc": 1 - r["test/tgt_acc"]} for r in runs]
+    assert largest_within_source_tolerance(flipped)["default"] == 0.1
+    with pytest.raises(ValueError, match="no run with method.weight=0"):
+        largest_within_source_tolerance([r for r in runs if "=0.0" not in r["overrides"][0]])

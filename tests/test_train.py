@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from da_bench.train import train
+from da_bench.train import RunInterrupted, train
 from tests.helpers import CONF, make_cfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,8 +50,9 @@ def read_ckpt(path):
 def test_interrupted_run_resumes_and_schedules_continue(fixture_data, tmp_path):
     interrupt = ["+callbacks.interrupt._target_=tests.helpers.InterruptAt", "+callbacks.interrupt.step=4"]
     base = ["method=dann", "trainer.max_steps=10", "trainer.val_check_interval=100"]
-    with pytest.raises(SystemExit):  # Lightning's answer to Ctrl-C, after the on-exception checkpoint
+    with pytest.raises(RunInterrupted) as interrupted:  # Ctrl-C: the on-exception checkpoint, then exit 130
         train(make_cfg(fixture_data, tmp_path, base + interrupt))
+    assert interrupted.value.exit_code == 130
     assert not (tmp_path / "metrics.json").exists()
     first = read_ckpt(tmp_path / "checkpoints" / "last.ckpt")
     assert first["global_step"] == 4
@@ -72,6 +73,9 @@ def test_interrupted_run_resumes_and_schedules_continue(fixture_data, tmp_path):
     lambdas = [(int(r["step"]), float(r["train/grl_lambda"])) for r in rows if r.get("train/grl_lambda")]
     assert [s for s, _ in lambdas] == sorted(s for s, _ in lambdas)
     assert all(b >= a for (_, a), (_, b) in zip(lambdas, lambdas[1:]))
+    # the curve survived the resume: the first segment's steps are still there, none twice
+    steps = [s for s, _ in lambdas]
+    assert steps[0] <= 2 and steps[-1] >= 9 and len(steps) == len(set(steps))
 
 
 def test_adda_reuses_a_finished_source_only_run(fixture_data, tmp_path):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,6 +18,7 @@ import numpy as np
 from torchvision.datasets.utils import calculate_md5, download_url
 
 EXTRA_CHECKSUMS_ENV = "DA_BENCH_EXTRA_CHECKSUMS"
+log = logging.getLogger(__name__)
 
 
 class DataError(RuntimeError):
@@ -103,18 +104,49 @@ def default_cache_dir() -> Path:
 
 
 def cached_arrays(cache_file: Path, build: Callable[[], tuple[np.ndarray, np.ndarray]]):
-    """(images, labels) from `cache_file` (.npz), building and writing it atomically on a miss."""
+    """(images, labels) from `cache_file` (.npz), building and writing it atomically on a miss.
+
+    A cache file that does not load (a copy cut short, a disk error) is named in the log, deleted and
+    rebuilt. The write goes to `.<name>.<pid>.tmp` beside it, removed if the write fails; temporary files
+    of writers that are no longer alive (killed mid-write) are removed on the next call."""
     cache_file = Path(cache_file)
     if cache_file.exists():
-        with np.load(cache_file) as z:
-            return z["images"], z["labels"]
+        try:
+            with np.load(cache_file) as z:
+                return z["images"], z["labels"]
+        except Exception as err:
+            log.warning("cache file %s is unreadable (%s): rebuilding it", cache_file, type(err).__name__)
+            cache_file.unlink()
     images, labels = build()
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, images=images, labels=labels)
-    os.replace(tmp, cache_file)
+    remove_stale_temporaries(cache_file)
+    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, images=images, labels=labels)
+        os.replace(tmp, cache_file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return images, labels
+
+
+def remove_stale_temporaries(cache_file: Path) -> None:
+    """Delete `.<name>.<pid>.tmp` files beside cache_file whose writing process has ended."""
+    for tmp in cache_file.parent.glob(f".{cache_file.name}.*.tmp"):
+        pid = tmp.name[len(cache_file.name) + 2 : -4]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cache_key(*paths: Path) -> str:

@@ -1,0 +1,83 @@
+"""Lightning callbacks of the training recipe."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or weight became NaN / inf: the run is broken, not a result (no metrics.json, no checkpoint)."""
+
+
+def nonfinite_parameters(module: torch.nn.Module) -> list[str]:
+    return [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
+
+
+class FiniteGuard(pl.Callback):
+    """Stops training when a logged train/* value (every loss a method logs) is NaN or inf for more than
+    `patience` consecutive checks, one check every `every_n_steps` steps (a host sync each; NaN weights
+    stay NaN, so a sparse check still catches them). Weights are checked before every checkpoint, so a
+    broken state is never written as one."""
+
+    def __init__(self, every_n_steps: int = 10, patience: int = 0):
+        self.every_n_steps, self.patience, self.strikes = max(1, every_n_steps), patience, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % self.every_n_steps:
+            return
+        bad = sorted(k for k, v in trainer.callback_metrics.items()
+                     if k.startswith("train/") and not math.isfinite(float(v)))
+        self.strikes = self.strikes + 1 if bad else 0
+        if self.strikes > self.patience:
+            raise NonFiniteError(f"non-finite {', '.join(bad)} at step {trainer.global_step}")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        bad = nonfinite_parameters(pl_module)
+        if bad:
+            raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at step {trainer.global_step}")
+
+
+class CheckpointOnInterrupt(pl.Callback):
+    """Writes `path` when training stops on an exception (Ctrl-C, SIGTERM, a crash), so re-launching the
+    same run resumes at the step reached. Unlike Lightning's OnExceptionCheckpoint it never deletes the
+    file afterwards: it is the run's last.ckpt."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, NonFiniteError) or nonfinite_parameters(pl_module):
+            return  # a relaunch resumes from the last good checkpoint instead
+        if trainer.state.fn == "fit" and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
+
+
+class TrainingClock(pl.Callback):
+    """Seconds spent in training (validation included) summed over every segment of a resumed run: the
+    total travels in the checkpoint, so metrics.json's wall_s is the run's, not its last segment's."""
+
+    def __init__(self):
+        self.previous, self.start = 0.0, None
+
+    @property
+    def seconds(self) -> float:
+        return self.previous + (time.monotonic() - self.start if self.start is not None else 0.0)
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = time.monotonic()
+
+    def on_train_end(self, trainer, pl_module):
+        self.previous, self.start = self.seconds, None
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.on_train_end(trainer, pl_module)
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.previous = float(state_dict["seconds"])

@@ -1,0 +1,88 @@
+"""Checkpoints that are never half-written and never silently reused when broken.
+
+- `AtomicCheckpointIO`: Lightning's torch checkpoint IO, but each file is written to a temporary file in
+  the same directory and renamed over the target only when complete (a full disk or a kill mid-write
+  leaves the previous checkpoint intact); the previous `last.ckpt` is kept as `last.prev.ckpt`.
+- `resume_checkpoint(run_dir)`: the newest loadable checkpoint of a run directory; a corrupt one is named
+  in the log and moved aside (`*.corrupt-<time>`), and the previous good one is used instead.
+- `checkpoint_file(path)`: a checkpoint given by the user as a file or as a run directory, checked.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+log = logging.getLogger(__name__)
+REQUIRED_KEYS = ("state_dict", "global_step")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint the user named is missing, unreadable or of another method (printed as one line)."""
+
+
+def previous_of(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if path.exists():
+                os.replace(path, previous_of(path))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint at `path`, or CheckpointError saying why it cannot be used."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated zip, random bytes, a pickle of something else
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt: {type(err).__name__})") from None
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint (no state_dict / global_step)")
+    return state
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A user-given checkpoint: a .ckpt file, or a run directory (its checkpoints/last.ckpt), checked."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    read_checkpoint(path)
+    return path
+
+
+def resume_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """last.ckpt if it loads, else last.prev.ckpt if that loads, else None (train from scratch); every
+    unreadable file is moved aside with a log line naming it."""
+    last = checkpoint_dir / "last.ckpt"
+    for candidate in (last, previous_of(last)):
+        if not candidate.exists():
+            continue
+        try:
+            read_checkpoint(candidate)
+            return candidate
+        except CheckpointError as err:
+            aside = candidate.with_name(f"{candidate.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(candidate, aside)
+            log.warning("%s; moved aside to %s", err, aside)
+    return None

@@ -1,0 +1,38 @@
+"""Config values checked before any data is read: one line naming the key, instead of a traceback deep in
+Lightning or torch minutes later."""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value is out of range or of the wrong type (printed as one line, exit code 2)."""
+
+
+# key: (type, minimum or None); None values are allowed where the key is optional
+RULES = {
+    "seed": (int, 0),
+    "trainer.max_steps": (int, 1),
+    "trainer.val_check_interval": (int, 1),
+    "trainer.log_every_n_steps": (int, 1),
+    "data.batch_size": (int, 1),
+    "data.eval_batch_size": (int, 1),
+    "data.num_workers": (int, 0),
+    "data.split_seed": (int, 0),
+    "data.image_size": (int, 1),
+}
+
+
+def validate_config(cfg: DictConfig) -> None:
+    for key, (kind, minimum) in RULES.items():
+        if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
+            continue
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ConfigError(f"{key}={value!r}: expected {'an integer' if kind is int else kind.__name__}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{key}={value}: must be >= {minimum}")
+    for side in ("source", "target"):
+        val_size = OmegaConf.select(cfg, f"data.{side}.val_size")
+        if val_size is not None and (not isinstance(val_size, int) or val_size < 0):
+            raise ConfigError(f"data.{side}.val_size={val_size!r}: expected an integer >= 0")

@@ -1,0 +1,34 @@
+"""One GPU per worker process when a grid runs its jobs in parallel on one machine (launcher=per_gpu).
+
+Each worker process claims the first free slot 0..slots-1 by taking an exclusive lock on a file in the
+machine's temp directory, keeps it for its lifetime (the OS drops the lock when the process ends) and sets
+CUDA_VISIBLE_DEVICES to that slot before CUDA starts, so every job it runs sees only its GPU.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+
+_claimed: tuple[int, object] | None = None
+
+
+def claim_gpu_slot(slots: int, lock_dir: str | Path | None = None) -> int:
+    """The slot this process holds (claiming one on the first call); CUDA_VISIBLE_DEVICES is set to it."""
+    global _claimed
+    if _claimed is not None:
+        return _claimed[0]
+    lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "da_bench_gpu_slots")
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for slot in range(slots):
+        handle = open(lock_dir / f"gpu{slot}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _claimed = (slot, handle)
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot)
+        return slot
+    raise RuntimeError(f"all {slots} GPU slots in {lock_dir} are taken: more parallel jobs than gpu_slots")

@@ -1,0 +1,144 @@
+"""ADDA (Tzeng et al., CVPR 2017), both stages in one run.
+
+Stage 1 (first pretrain_fraction of max_steps, or skipped when `source_checkpoint` points to a finished
+source_only run): source encoder M_s and classifier C on labelled source, Adam 1e-3.
+Stage 2: the untied target encoder M_t starts as a copy of M_s; M_s and C are frozen; the discriminator D
+(fc500-fc500-1) and M_t play the inverted-label GAN game (Adam 2e-4, beta1 0.5) on the representation
+r(x) = C(M(x)), the network's output layer, as the authors' code (`tools/train_adda.py` feeds the whole
+LeNet's fc4 output to the adversary):
+    min_D  -E_s[log D(r_s(x_s))] - E_t[log(1 - D(r_t(x_t)))]        min_Mt  -E_t[log D(r_t(x_t))]
+`adversary_input=features` discriminates the encoder output M(x) instead (the paper's wording). On the DANN
+MNIST net that is a 2,352-d ReLU map that D separates at once, and the mapping then switches the target
+activations off (measured: MNIST -> MNIST-M at chance).
+Both are updated from the same forward pass in one optimiser step, as the authors' code does (one
+Lightning step per iteration, so max_steps counts iterations). Target test: C(M_t(x_t)); beside it,
+test/tgt_acc_stage1 = C(M_s(x_t)), the stage-1 source model on the same target images.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from torchmetrics.classification import MulticlassAccuracy
+
+from da_bench.methods.base import DAMethod, metric_key
+from da_bench.nets import DomainDiscriminator
+
+ADVERSARY_INPUTS = ("logits", "features")
+
+
+@contextmanager
+def frozen(module: torch.nn.Module):
+    """Parameters of `module` get no gradient inside the block."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+class ADDA(DAMethod):
+    def __init__(self, net, pretrain_optimizer: Callable, adapt_optimizer: Callable,
+                 discriminator_hidden: Sequence[int] = (500, 500), pretrain_fraction: float = 0.5,
+                 source_checkpoint: str | None = None, adversary_input: str = "logits"):
+        super().__init__(net)
+        if adversary_input not in ADVERSARY_INPUTS:
+            raise ValueError(f"method.adversary_input must be one of {ADVERSARY_INPUTS}, not {adversary_input!r}")
+        self.pretrain_optimizer, self.adapt_optimizer = pretrain_optimizer, adapt_optimizer
+        self.automatic_optimization = False
+        self.target_encoder = copy.deepcopy(net.encoder)
+        num_classes = net.classifier[-1].out_features
+        width = num_classes if adversary_input == "logits" else net.feature_dim
+        self.discriminator = DomainDiscriminator(width, discriminator_hidden)
+        self.stage1_accuracy = torch.nn.ModuleDict({stage: MulticlassAccuracy(num_classes, average="micro")
+                                                    for stage in ("val", "test")})
+        self.register_buffer("target_ready", torch.tensor(False))
+
+    def represent(self, encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """What the adversary reads: the logits C(encoder(x)) (default) or the encoder output."""
+        features = encoder(x)
+        return self.net.classifier(features) if self.hparams.adversary_input == "logits" else features
+
+    @property
+    def pretrain_steps(self) -> int:
+        if self.hparams.source_checkpoint:
+            return 0
+        return round(self.hparams.pretrain_fraction * self.trainer.max_steps)
+
+    def on_fit_start(self):
+        if self.hparams.source_checkpoint and self.global_step == 0:
+            self.net.load_state_dict(source_weights(self.hparams.source_checkpoint))
+
+    def classify(self, x, domain):
+        encoder = self.target_encoder if domain == "tgt" and self.target_ready else self.net.encoder
+        return self.net.classifier(encoder(x))
+
+    def _evaluate(self, batch, dataloader_idx: int, stage: str) -> None:
+        super()._evaluate(batch, dataloader_idx, stage)
+        if dataloader_idx == 1:  # the stage-1 model (M_s, C) on the same target images
+            x, y = batch
+            metric = self.stage1_accuracy[stage]
+            metric.update(self.net(x), y)
+            self.log(metric_key(stage, "tgt", "acc_stage1"), metric, on_step=False, on_epoch=True,
+                     add_dataloader_idx=False)
+
+    def configure_optimizers(self):
+        source = self.pretrain_optimizer(params=self.net.parameters())
+        adapt = self.adapt_optimizer(
+            params=[*self.target_encoder.parameters(), *self.discriminator.parameters()])
+        return [source, adapt]
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step < self.pretrain_steps:
+            self._pretrain(batch["src_x"], batch["src_y"])
+        else:
+            self._adapt(batch["src_x"], batch["tgt_x"])
+
+    def _pretrain(self, x_s, y_s):
+        opt = self.optimizers()[0]
+        loss = F.cross_entropy(self.net(x_s), y_s)
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        self.log("train/loss_cls", loss, prog_bar=True)
+
+    def _adapt(self, x_s, x_t):
+        if not self.target_ready:
+            self.target_encoder.load_state_dict(self.net.encoder.state_dict())
+            self.target_ready.fill_(True)
+        opt = self.optimizers()[1]
+        with torch.no_grad():
+            f_s = self.represent(self.net.encoder, x_s)
+        with frozen(self.net.classifier):  # C stays the stage-1 classifier; the gradient passes through it
+            f_t = self.represent(self.target_encoder, x_t)
+        d_s, d_t = self.discriminator(f_s), self.discriminator(f_t.detach())
+        loss_d = 0.5 * (F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s))
+                        + F.binary_cross_entropy_with_logits(d_t, torch.zeros_like(d_t)))
+        opt.zero_grad()
+        self.manual_backward(loss_d)
+        with frozen(self.discriminator):
+            d_mapped = self.discriminator(f_t)
+            loss_map = F.binary_cross_entropy_with_logits(d_mapped, torch.ones_like(d_mapped))
+            self.manual_backward(loss_map)
+        opt.step()
+        dom_acc = 0.5 * ((d_s > 0).float().mean() + (d_t <= 0).float().mean())
+        self.log_dict({"train/loss_dom": loss_d, "train/loss_map": loss_map, "train/dom_acc": dom_acc},
+                      prog_bar=True)
+
+
+def source_weights(path: str) -> dict:
+    """The `net.*` weights of a finished source_only run (its directory or a .ckpt file)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.exists():
+        raise FileNotFoundError(f"ADDA source_checkpoint: no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}

@@ -1,0 +1,13 @@
+"""Deep CORAL (Sun & Saenko 2016): CE + weight * ||C_s - C_t||_F^2 / (4 d^2) on the last layer (logits)."""
+from __future__ import annotations
+
+from da_bench.losses import coral_loss
+from da_bench.methods.alignment import FeatureAlignment
+
+
+class DeepCORAL(FeatureAlignment):
+    def __init__(self, net, optimizer, lr_schedule=None, weight: float = 1.0, layers=(-1,)):
+        super().__init__(net, optimizer, lr_schedule, weight, layers)
+
+    def discrepancy(self, f_s, f_t):
+        return coral_loss(f_s, f_t)

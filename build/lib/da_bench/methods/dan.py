@@ -1,0 +1,19 @@
+"""DAN (Long et al., ICML 2015): multi-kernel MMD summed over the last fully connected layers (here: every
+layer of the label predictor, logits included). Kernels: Gaussian with bandwidths multiplier x the median
+squared distance, multipliers 1/4 ... 4, equal weights (the paper's family; its learned beta is not used)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from da_bench.losses import MMD
+from da_bench.methods.alignment import FeatureAlignment
+
+
+class DAN(FeatureAlignment):
+    def __init__(self, net, optimizer, lr_schedule=None, weight: float = 1.0, layers=(-3, -2, -1),
+                 multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)):
+        super().__init__(net, optimizer, lr_schedule, weight, layers)
+        self.mmd = MMD(multipliers=multipliers)
+
+    def discrepancy(self, f_s, f_t):
+        return self.mmd(f_s, f_t)

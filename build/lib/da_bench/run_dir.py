@@ -1,0 +1,99 @@
+"""Run directories derived from a run's overrides, so a relaunched grid finds its finished runs.
+
+<log_dir>/runs/<data>/<method>/seed<seed>/<suffix>, where the suffix lists the run's other overrides
+(those that change what is measured: not paths, progress bars, loggers, ...) as key-value joined by '+'
+(e.g. `trainer.max_steps-2000+data.batch_size-8`), or 'defaults' when there are none; it holds no '=' or
+',' so that a run directory can be passed back on the command line (ckpt_path=..., source_checkpoint=...)
+unquoted. A suffix longer than 80 characters becomes 'h' + 12 hex of its sha1. Two different jobs never
+share a directory and the same job always lands in the same one.
+
+`RunLock` keeps a second process out of a run directory that one is training in; `archive_run` moves a
+finished or broken run's files aside for `rerun=true`.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+# overrides that do not change what a run measures, or that are already part of its directory
+NEUTRAL_PREFIXES = ("method=", "data=", "seed=", "table=", "paths.", "callbacks.progress_bar", "logger", "rerun=",
+                    "download=", "ckpt_path=", "hydra.", "trainer.accelerator=",
+                    "trainer.enable_progress_bar=", "launcher=", "gpu_slots=", "table_name=")
+
+
+def measured_overrides(overrides) -> list[str]:
+    return sorted(o.lstrip("+~") for o in overrides if not o.lstrip("+~").startswith(NEUTRAL_PREFIXES))
+
+
+def run_suffix(overrides) -> str:
+    joined = ",".join(measured_overrides(overrides or []))
+    if not joined:
+        return "defaults"
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", joined.replace("=", "-").replace(",", "+"))
+    if len(safe) <= 80:
+        return safe
+    return "h" + hashlib.sha1(joined.encode()).hexdigest()[:12]
+
+
+def run_hash(output_dir: str) -> str:
+    """A stable id for the run in `output_dir` (its W&B run id: a resumed run continues the same one)."""
+    return hashlib.sha1(str(output_dir).encode()).hexdigest()[:16]
+
+
+def register_resolvers() -> None:
+    for name, fn in (("run_suffix", run_suffix), ("run_hash", run_hash)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+class RunDirBusy(RuntimeError):
+    """Another live process holds the run directory's lock."""
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on <run dir>/.lock holding the owner's pid and host. The OS drops it
+    when the process ends (a kill -9 too), so a stale file never blocks a relaunch."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.handle = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise RunDirBusy(f"run directory {self.path.parent} is in use by {owner}; wait for it or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()  # releases the lock; the file stays (unlinking could race a waiting process)
+
+
+def archive_run(run_dir: Path) -> Path | None:
+    """Move everything in run_dir but the lock into run_dir/archive/<time>/ (rerun=true starts afresh)."""
+    run_dir = Path(run_dir)
+    entries = [p for p in run_dir.iterdir() if p.name not in (".lock", "archive", ".hydra")] if run_dir.is_dir() else []
+    if not entries:
+        return None
+    target = run_dir / "archive" / time.strftime("%Y%m%d-%H%M%S")
+    target.mkdir(parents=True, exist_ok=True)
+    for p in entries:
+        shutil.move(str(p), target / p.name)
+    return target

@@ -1,0 +1,219 @@
+"""Train one method on one domain pair and write its metrics.
+
+    python -m da_bench.train method=dann data=mnist_mnistm seed=0        (or: da-bench-train ...)
+    python -m da_bench.train --help                                      (every config group and option)
+
+The recipe, top to bottom: check the config; lock the run directory; seed; instantiate the datamodule, the
+net and the method, callbacks, loggers, trainer; fit (resuming from ckpt_path, or from the run
+directory's last good checkpoint when a run is re-launched); score the weights of the last step on the
+held-out val splits, then, once, on the source and target test sets; write metrics.json (with the split
+sizes). A run whose metrics.json exists is done and is skipped when launched again (rerun=true archives it
+and trains anew). Only a run that reached max_steps with finite losses and weights writes metrics.json.
+
+Exit codes: 0 done (or skipped), 2 a config / data / checkpoint problem, 3 NaN or inf in training, 4 the
+run directory is busy or not writable, 130 Ctrl-C, 143 SIGTERM (both checkpoint first; relaunch resumes).
+Errors are one line; HYDRA_FULL_ERROR=1 shows the traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from da_bench import grid
+from da_bench.callbacks import NonFiniteError, TrainingClock, nonfinite_parameters
+from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_file, resume_checkpoint
+from da_bench.checks import ConfigError, validate_config
+from da_bench.data.files import DataError
+from da_bench.devices import claim_gpu_slot
+from da_bench.loggers import drop_rows_after
+from da_bench.provenance import cpu_name, git_commit
+from da_bench.run_dir import RunDirBusy, RunLock, archive_run, register_resolvers
+
+log = logging.getLogger("da_bench.train")
+register_resolvers()
+
+
+class RunInterrupted(RuntimeError):
+    """Training stopped before max_steps (Ctrl-C, SIGTERM): no metrics are written, last.ckpt is."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be written."""
+
+
+def device_name(trainer: pl.Trainer) -> str:
+    device = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return f"{device.type} x{trainer.world_size} ({name})"
+
+
+def finish_wandb(loggers) -> None:
+    """Close the W&B run: each job of a multirun is its own run, even in one process."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()
+
+
+def writable_run_dir(out_dir: Path) -> Path:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(f"cannot write the run directory {out_dir}: {err.strerror}") from None
+    return out_dir
+
+
+def check_checkpoint_fits(path: Path, method: pl.LightningModule) -> None:
+    """A checkpoint of another method (or net) would fail deep inside Lightning: say so in one line."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    theirs, ours = set(state["state_dict"]), set(method.state_dict())
+    if theirs != ours:
+        missing, extra = sorted(ours - theirs)[:2], sorted(theirs - ours)[:2]
+        raise CheckpointError(f"checkpoint {path} does not fit {type(method).__name__} on this net "
+                              f"(missing {missing}, unexpected {extra}): a run of another method, net or pair?")
+
+
+def train(cfg: DictConfig) -> dict:
+    validate_config(cfg)
+    out_dir = writable_run_dir(Path(cfg.paths.output_dir))
+    with RunLock(out_dir):
+        return train_locked(cfg, out_dir)
+
+
+def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
+    metrics_file = out_dir / "metrics.json"
+    if metrics_file.exists() and not cfg.rerun:
+        log.info("already done, skipping: %s", metrics_file)
+        return json.loads(metrics_file.read_text())
+    if cfg.rerun and (archived := archive_run(out_dir)):
+        log.info("rerun=true: the earlier run's files moved to %s", archived)
+    if cfg.gpu_slots:
+        log.info("GPU slot %d (CUDA_VISIBLE_DEVICES)", claim_gpu_slot(cfg.gpu_slots))
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()  # missing / corrupt files fail here, before a trainer exists
+    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    datamodule.expose_target_labels = method.uses_target_labels
+    ckpt_path = checkpoint_file(cfg.ckpt_path) if cfg.ckpt_path else resume_checkpoint(out_dir / "checkpoints")
+    if ckpt_path:
+        check_checkpoint_fits(ckpt_path, method)
+    clock = TrainingClock()
+    callbacks = [clock, *(instantiate(c) for c in (cfg.callbacks or {}).values())]
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                      plugins=[AtomicCheckpointIO()])
+    commit = git_commit()
+    run_config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams({"config": run_config, "commit": commit})
+
+    if ckpt_path:
+        resumed_step = torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]
+        for logger in loggers:
+            if hasattr(logger, "experiment") and hasattr(logger.experiment, "metrics_file_path"):
+                drop_rows_after(logger.experiment.metrics_file_path, resumed_step)
+        log.info("resuming from %s (step %d)", ckpt_path, resumed_step)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    try:
+        trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        raise RunInterrupted(f"SIGTERM at step {trainer.global_step}; checkpoint {last}. "
+                             "Launch the same command again to resume.", 143) from None
+    except SystemExit:  # Lightning's answer to Ctrl-C, after the on-exception checkpoint
+        raise RunInterrupted(f"interrupted at step {trainer.global_step}; checkpoint {last}. "
+                             "Launch the same command again to resume.", 130) from None
+    if trainer.global_step < trainer.max_steps:
+        raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; checkpoint {last}. "
+                             "Launch the same command again to resume.", 130)
+    if bad := nonfinite_parameters(method):
+        raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at the end of training")
+    trainer.save_checkpoint(last)
+    validated = {k: v for per_loader in trainer.validate(method, datamodule=datamodule, verbose=False)
+                 for k, v in per_loader.items()}
+    tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
+              for k, v in per_loader.items()}
+
+    metrics = {
+        "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
+        **{k: float(v) for k, v in {**validated, **tested}.items()},
+        "splits": datamodule.split_sizes,
+        "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.seconds, 2),
+        "selection": cfg.selection, "commit": commit, "device": device_name(trainer),
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": str(ckpt_path) if ckpt_path else None,
+        "table": cfg.get("table_name"), "overrides": list(cfg.get("overrides_list") or []),
+        "target_metric": method.target_metric,
+    }
+    finish_wandb(loggers)
+    if not trainer.is_global_zero:
+        return metrics
+    tmp = metrics_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, metrics_file)
+    log.info("%s %.4f -> %s", metrics["target_metric"], metrics[metrics["target_metric"]], metrics_file)
+    return metrics
+
+
+# error -> (label printed before the one line, exit code); everything else is a bug and keeps its traceback
+EXPECTED_ERRORS = ((ConfigError, "config error", 2), (DataError, "data error", 2),
+                   (CheckpointError, "checkpoint error", 2), (NonFiniteError, "training diverged", 3),
+                   (RunDirBusy, "run directory busy", 4), (RunDirError, "run directory error", 4))
+
+
+def one_line(err: BaseException) -> tuple[str, int] | None:
+    """(message, exit code) for the errors a user can fix, None for the rest."""
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, ValueError):
+        err = err.__cause__  # e.g. a method that does not fit the data, a bad option value
+    for kind, label, code in EXPECTED_ERRORS:
+        if isinstance(err, kind):
+            return f"{label}: {err}", code
+    if isinstance(err, (ValueError, InstantiationException)):
+        return f"config error: {err}".splitlines()[0], 2
+    return None
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = cfg.paths.output_dir
+    try:
+        metrics = train(cfg)
+    except RunInterrupted as err:
+        print(f"da_bench: interrupted: {err}", file=sys.stderr)
+        grid.record("interrupted", run_dir, str(err))
+        grid.report_interrupted()
+        sys.exit(err.exit_code)
+    except Exception as err:
+        found = one_line(err)
+        if found is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message, code = found
+        print(f"da_bench: {message}", file=sys.stderr)
+        if not grid.in_multirun():
+            sys.exit(code)
+        grid.record("failed", run_dir, message)  # the grid goes on; GridReport exits 1 at its end
+        return None
+    grid.record("done", run_dir)
+    return metrics[metrics["target_metric"]]
+
+
+if __name__ == "__main__":
+    main()

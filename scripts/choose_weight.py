@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""Pick a hyperparameter by source validation accuracy alone, and write the record.
+
+    python -m da_bench.train -m table=wdgrl_weight                       # the sweep (weight 0 = no WDGRL loss)
+    python scripts/choose_weight.py logs/runs --table wdgrl_weight --out results/
+
+Rule (da_bench/selection.py): per pair, the largest value whose val/src_acc is within --tolerance of the
+value-0 run's; the default is the smallest pick over the pairs. Target test accuracy is printed beside each
+value for the reader; the rule never reads it.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from da_bench.selection import SCORE, largest_within_source_tolerance, override_value  # noqa: E402
+from da_bench.tables import describe, find_runs  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--table", default="wdgrl_weight", help="keep runs launched by this preset")
+    parser.add_argument("--key", default="method.weight")
+    parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument("--out", default=None, help="write <out>/<table>.md")
+    args = parser.parse_args(argv)
+    runs = [r for r in find_runs(args.run_dirs) if r.get("table") == args.table]
+    if not runs:
+        parser.error(f"no metrics.json of table {args.table} under {args.run_dirs}")
+    choice = largest_within_source_tolerance(runs, args.key, args.tolerance)
+    lines = [f"# {args.table}: {args.key} chosen without target labels\n",
+             f"Rule: per pair, the largest {args.key} whose {SCORE} (source validation accuracy, last step) is within "
+             f"{args.tolerance:.2f} of the {args.key}=0 run's (the same recipe without the adaptation loss); the "
+             f"default is the smallest pick over the pairs. Target test accuracy is shown for the reader; the rule "
+             f"does not read it.\n", describe(runs), ""]
+    for data, pick in choice["per_pair"].items():
+        lines += [f"## {data}: pick {args.key}={pick['pick']:g}\n", f"| {args.key} | {SCORE} | test/tgt_acc (not used) |",
+                  "|---|---|---|"]
+        for value, score in pick["scores"].items():
+            target = [r["test/tgt_acc"] for r in runs if r["data"] == data and override_value(r, args.key) == value]
+            mark = " (pick)" if value == pick["pick"] else ""
+            lines.append(f"| {value:g}{mark} | {score:.4f} | {sum(target) / len(target):.4f} |")
+        lines.append("")
+    lines.append(f"**Default: {args.key}={choice['default']:g}**\n")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        path = Path(args.out) / f"{args.table}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""A broken run is never a result, interruptions resume, and every user error is one line (issue #13)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from da_bench.callbacks import NonFiniteError
+from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, resume_checkpoint
+from da_bench.checks import ConfigError
+from da_bench.data.files import cached_arrays
+from da_bench.provenance import git_commit
+from da_bench.run_dir import RunDirBusy, RunLock
+from da_bench.train import RunDirError, RunInterrupted, train
+from tests.helpers import make_cfg
+
+REPO = Path(__file__).resolve().parents[1]
+DIVERGE = ["method=source_only", "method.optimizer.lr=1e6", "method.lr_schedule=null",
+           "callbacks.finite_guard.every_n_steps=1"]
+
+
+def cli(args, cwd=REPO, module=True, **kw):
+    command = [sys.executable, "-m", "da_bench.train"] if module else ["da-bench-train"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300, **kw)
+
+
+def test_a_diverged_run_writes_no_result_and_no_broken_checkpoint(fixture_data, tmp_path):
+    with pytest.raises(NonFiniteError, match="non-finite train/loss_cls"):
+        train(make_cfg(fixture_data, tmp_path, DIVERGE))
+    assert not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.parametrize("override, key", [("seed=-1", "seed=-1"), ("trainer.max_steps=abc", "trainer.max_steps='abc'"),
+                                           ("trainer.max_steps=0", "trainer.max_steps=0"),
+                                           ("data.batch_size=0", "data.batch_size=0"),
+                                           ("data.batch_size=-4", "data.batch_size=-4")])
+def test_bad_values_are_named_before_any_data_is_read(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
+        train(make_cfg(tmp_path / "no-data-here", tmp_path, [override]))
+
+
+def test_cli_errors_are_one_line_with_their_exit_codes(fixture_data, tmp_path):
+    base = [f"paths.data_dir={fixture_data}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"]
+    cases = [(["seed=-1"], 2, "config error: seed=-1"),
+             (DIVERGE, 3, "training diverged: non-finite"),
+             ([f"ckpt_path={tmp_path / 'missing.ckpt'}"], 2, f"checkpoint error: no checkpoint at {tmp_path / 'missing.ckpt'}")]
+    for i, (args, code, message) in enumerate(cases):
+        result = cli([*base, f"paths.log_dir={tmp_path / str(i)}", *args])
+        lines = [line for line in result.stderr.splitlines() if line.startswith("da_bench:")]
+        assert result.returncode == code and lines and message in lines[0], result.stderr[-1500:]
+        assert "Traceback" not in result.stderr + result.stdout
+        assert not list((tmp_path / str(i)).rglob("metrics.json"))
+
+
+def test_sigterm_checkpoints_exits_143_and_the_relaunch_resumes(fixture_data, tmp_path):
+    signal = ["+callbacks.term._target_=tests.helpers.SignalAt", "+callbacks.term.step=3"]
+    base = ["method=dann", "trainer.max_steps=8"]
+    with pytest.raises(RunInterrupted) as stopped:
+        train(make_cfg(fixture_data, tmp_path, base + signal))
+    assert stopped.value.exit_code == 143 and "SIGTERM" in str(stopped.value)
+    assert not (tmp_path / "metrics.json").exists()
+    step = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    assert 3 <= step < 8
+    metrics = train(make_cfg(fixture_data, tmp_path, base))
+    assert metrics["steps"] == 8 and metrics["resumed_from"].endswith("last.ckpt")
+
+
+def test_a_sigterm_stops_a_grid_with_a_report_and_a_nonzero_exit(fixture_data, tmp_path):
+    result = cli(["-m", "seed=0,1,2", f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast",
+                  "trainer.max_steps=8", "+callbacks.term._target_=tests.helpers.SignalAt", "+callbacks.term.step=3",
+                  "callbacks.progress_bar.refresh_rate=0"])
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert "da_bench grid: 1 interrupted" in result.stderr and "did not start" in result.stderr
+    assert not list(tmp_path.rglob("metrics.json"))
+    # a grid where one job fails goes on, reports it and exits 1
+    result = cli(["-m", "method.optimizer.lr=1e6,0.01", "method=source_only", "method.lr_schedule=null",
+                  "callbacks.finite_guard.every_n_steps=1", f"paths.data_dir={fixture_data}",
+                  f"paths.log_dir={tmp_path / 'g2'}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"])
+    assert result.returncode == 1 and "1 done, 1 failed" in result.stderr, result.stderr[-2000:]
+    assert len(list((tmp_path / "g2").rglob("metrics.json"))) == 1
+
+
+def test_a_corrupt_last_checkpoint_is_moved_aside_and_the_previous_one_used(fixture_data, tmp_path):
+    cfg = make_cfg(fixture_data, tmp_path, ["method=dann", "trainer.max_steps=8",
+                                            "callbacks.model_checkpoint.every_n_train_steps=3"])
+    train(cfg)
+    checkpoints = tmp_path / "checkpoints"
+    assert (checkpoints / "last.prev.ckpt").exists()  # the atomic writer keeps the one before
+    (tmp_path / "metrics.json").unlink()
+    (checkpoints / "last.ckpt").write_bytes((checkpoints / "last.ckpt").read_bytes()[:1000])  # truncated
+    found = resume_checkpoint(checkpoints)
+    assert found == checkpoints / "last.prev.ckpt"
+    assert len(list(checkpoints.glob("last.ckpt.corrupt-*"))) == 1
+    (checkpoints / "last.prev.ckpt").write_bytes(b"not a checkpoint")
+    assert resume_checkpoint(checkpoints) is None  # nothing usable: train from scratch
+    assert train(cfg)["resumed_from"] is None
+
+
+def test_a_failed_checkpoint_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 1}, target)
+    before = target.read_bytes()
+    with pytest.raises(Exception):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 2, "bad": lambda: 0}, target)
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_checkpoints_that_do_not_fit_are_one_line(fixture_data, tmp_path):
+    train(make_cfg(fixture_data, tmp_path / "dann", ["method=dann"]))
+    # a run directory is accepted as printed (no "=" in its name), but it holds another method's weights
+    with pytest.raises(CheckpointError, match="does not fit ADDA"):
+        train(make_cfg(fixture_data, tmp_path / "adda", ["method=adda", f"ckpt_path={tmp_path / 'dann'}"]))
+    (tmp_path / "junk.ckpt").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="junk.ckpt is unreadable"):
+        train(make_cfg(fixture_data, tmp_path / "x", ["method=dann", f"ckpt_path={tmp_path / 'junk.ckpt'}"]))
+
+
+def test_rerun_archives_the_old_run_and_trains_from_scratch(fixture_data, tmp_path):
+    first = train(make_cfg(fixture_data, tmp_path, ["method=source_only"]))
+    again = train(make_cfg(fixture_data, tmp_path, ["method=source_only", "rerun=true"]))
+    assert again["resumed_from"] is None and again["steps"] == 6
+    archived = list((tmp_path / "archive").glob("*/metrics.json"))
+    assert len(archived) == 1 and json.loads(archived[0].read_text()) == first
+
+
+def test_one_run_directory_one_process(fixture_data, tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(RunDirBusy, match=f"pid {os.getpid()}"):
+            train(make_cfg(fixture_data, tmp_path, ["method=source_only"]))
+    assert train(make_cfg(fixture_data, tmp_path, ["method=source_only"]))["steps"] == 6  # released
+
+
+def test_an_unwritable_run_directory_is_named(fixture_data, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(RunDirError, match="a_file"):
+        train(make_cfg(fixture_data, tmp_path / "a_file" / "run", ["method=source_only"]))
+
+
+def test_a_corrupt_cache_is_rebuilt_and_a_failed_write_leaves_no_temporary(tmp_path, caplog):
+    cache = tmp_path / "c.npz"
+    build = lambda: (np.zeros((2, 1, 4, 4), np.uint8), np.arange(2))
+    cached_arrays(cache, build)
+    cache.write_bytes(cache.read_bytes()[:50])
+    images, labels = cached_arrays(cache, build)
+    assert images.shape == (2, 1, 4, 4) and str(cache) in caplog.text
+    (tmp_path / ".c.npz.999999999.tmp").write_bytes(b"left by a killed writer")
+    cache.unlink()
+    cached_arrays(cache, build)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+    full_disk = tmp_path / "full"
+    full_disk.mkdir()
+    import unittest.mock
+
+    with unittest.mock.patch("numpy.savez", side_effect=OSError(28, "No space left on device")):
+        with pytest.raises(OSError):
+            cached_arrays(full_disk / "c.npz", build)
+    assert list(full_disk.iterdir()) == []
+
+
+def test_provenance_is_this_checkout_or_unknown(tmp_path):
+    assert git_commit().split("-")[0] != "unknown"
+    outer = tmp_path / "other_repo"
+    (outer / "vendored" / "da_bench").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(outer)], check=True)
+    assert git_commit(outer / "vendored" / "da_bench").startswith("unknown (da_bench ")
+
+
+def test_the_console_script_runs_from_any_directory(fixture_data, tmp_path):
+    result = cli([f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast", "data=usps_mnist",
+                  "callbacks.progress_bar.refresh_rate=0"], cwd=tmp_path, module=False)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert len(list(tmp_path.glob("runs/usps_mnist/dann/seed0/*/metrics.json"))) == 1
+
+
+def test_configs_ship_in_the_wheel(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    import zipfile
+
+    names = zipfile.ZipFile(next(tmp_path.glob("da_bench-*.whl"))).namelist()
+    assert "da_bench/conf/train.yaml" in names and "da_bench/paper_numbers.yaml" in names
+    assert "da_bench/conf/method/dann.yaml" in names and "da_bench/conf/table/mnistm.yaml" in names
