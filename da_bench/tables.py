@@ -182,9 +182,12 @@ def describe(runs: list[dict]) -> str:
         return ", ".join(sorted({str(r.get(key)) for r in runs}))
 
     shared = shared_overrides(runs)
+    collapsed = [f"{r['data']}/{row_name(r, shared)}/seed{r.get('seed')}" for r in runs if r.get("collapsed")]
     return (f"- runs: {len(runs)}; seeds: {values('seed')}; steps: {values('steps')}\n"
             f"- commits: {values('commit')}; devices: {values('device')}\n"
-            + (f"- overrides shared by every run: {', '.join(sorted(shared))}\n" if shared else ""))
+            + (f"- overrides shared by every run: {', '.join(sorted(shared))}\n" if shared else "")
+            + (f"- collapsed (source val accuracy near chance, averaged in all the same): {', '.join(collapsed)}\n"
+               if collapsed else ""))
 
 
 def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None = None, header: str = "",

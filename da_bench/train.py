@@ -16,6 +16,7 @@ Errors are one line; HYDRA_FULL_ERROR=1 shows the traceback.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -171,6 +172,11 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
         "table": cfg.get("table_name"), "overrides": list(cfg.get("overrides_list") or []),
         "target_metric": method.target_metric,
     }
+    if "val/src_acc" in metrics:  # finite, but the source task itself was lost (e.g. WDGRL's zeroed features)
+        metrics["collapsed"] = metrics["val/src_acc"] < 2.0 / datamodule.num_classes
+        if metrics["collapsed"]:
+            log.warning("source val accuracy %.3f is near chance: the run collapsed (recorded, and flagged in "
+                        "tables)", metrics["val/src_acc"])
     finish_wandb(loggers)
     if not trainer.is_global_zero:
         return metrics
@@ -196,6 +202,8 @@ def one_line(err: BaseException) -> tuple[str, int] | None:
             return f"{label}: {err}", code
     if isinstance(err, (ValueError, InstantiationException)):
         return f"config error: {err}".splitlines()[0], 2
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+        return f"disk error: {err.strerror}: {err.filename or 'while writing the run'}", 4
     return None
 
 

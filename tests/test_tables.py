@@ -162,3 +162,30 @@ def test_weight_rule_keeps_the_largest_weight_that_spares_the_source_task():
     assert largest_within_source_tolerance(flipped)["default"] == 0.1
     with pytest.raises(ValueError, match="no run with method.weight=0"):
         largest_within_source_tolerance([r for r in runs if "=0.0" not in r["overrides"][0]])
+
+
+def test_collapsed_runs_are_named_in_the_table_header(tmp_path):
+    from da_bench.tables import describe
+
+    base = {"data": "mnist_mnistm", "selection": "last_step", "method": "wdgrl", "test/tgt_acc": 0.1, "steps": 10}
+    text = describe([{**base, "seed": 0, "collapsed": True}, {**base, "seed": 1, "collapsed": False}])
+    assert "collapsed (source val accuracy near chance" in text and "mnist_mnistm/wdgrl/seed0" in text
+    assert "seed1" not in text.split("collapsed")[1]
+
+
+def test_a_run_directory_parses_as_a_command_line_value():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    suffix = run_suffix(["trainer.max_steps=2000", "method.weight=-0.1", "data.batch_size=8"])
+    path = f"logs/runs/mnist_mnistm/wdgrl/seed0/{suffix}"
+    assert OverridesParser.create().parse_override(f"ckpt_path={path}").value() == path
+
+
+def test_disk_errors_are_one_line():
+    import errno
+
+    from da_bench.train import one_line
+
+    message, code = one_line(OSError(errno.ENOSPC, "No space left on device", "/runs/x/last.ckpt"))
+    assert code == 4 and message == "disk error: No space left on device: /runs/x/last.ckpt"
+    assert one_line(RuntimeError("a bug")) is None  # bugs keep their traceback

@@ -213,6 +213,7 @@ def test_metrics_record_the_splits_and_the_val_curves(fixture_data, tmp_path):
     assert metrics["splits"] == {"src_train": 54, "src_val": 6, "src_test": 30,
                                  "tgt_train": 54, "tgt_val": 6, "tgt_test": 30}  # generated from the 60 digits
     assert {"val/src_acc", "val/tgt_acc_oracle", "test/src_acc", "test/tgt_acc"} <= set(metrics)
+    assert metrics["collapsed"] == (metrics["val/src_acc"] < 0.2)
     import csv
     columns = set(next(csv.reader(open(tmp_path / "csv" / "metrics.csv"))))
     assert "val/tgt_acc" not in columns and "val/tgt_acc_oracle" in columns
