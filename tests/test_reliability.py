@@ -179,10 +179,15 @@ def test_the_console_script_runs_from_any_directory(fixture_data, tmp_path):
 
 
 def test_configs_ship_in_the_wheel(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    import shutil
     import zipfile
 
+    source = tmp_path / "src"  # a copy: building writes build/ and *.egg-info next to the sources
+    shutil.copytree(REPO / "da_bench", source / "da_bench", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     names = zipfile.ZipFile(next(tmp_path.glob("da_bench-*.whl"))).namelist()
     assert "da_bench/conf/train.yaml" in names and "da_bench/paper_numbers.yaml" in names
     assert "da_bench/conf/method/dann.yaml" in names and "da_bench/conf/table/mnistm.yaml" in names

@@ -1,1 +1,0 @@
-"""Hydra configs of da_bench (a package so that `da-bench-train` finds them wherever it runs)."""
