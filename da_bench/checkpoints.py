@@ -61,13 +61,12 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def checkpoint_file(path: str | Path) -> Path:
-    """A user-given checkpoint: a .ckpt file, or a run directory (its checkpoints/last.ckpt), checked."""
+    """A user-given checkpoint: a .ckpt file, or a run directory (its checkpoints/last.ckpt) that has one."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt"
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
-    read_checkpoint(path)
     return path
 
 

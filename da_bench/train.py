@@ -34,11 +34,12 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from da_bench import grid
 from da_bench.callbacks import NonFiniteError, TrainingClock, nonfinite_parameters
-from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_file, resume_checkpoint
+from da_bench.checkpoints import (AtomicCheckpointIO, CheckpointError, checkpoint_file, read_checkpoint,
+                                  resume_checkpoint)
 from da_bench.checks import ConfigError, validate_config
 from da_bench.data.files import DataError
 from da_bench.devices import claim_gpu_slot
-from da_bench.loggers import drop_rows_after
+from da_bench.loggers import ResumableCSVLogger, drop_rows_after
 from da_bench.provenance import cpu_name, git_commit
 from da_bench.run_dir import RunDirBusy, RunLock, archive_run, register_resolvers
 
@@ -83,9 +84,8 @@ def writable_run_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def check_checkpoint_fits(path: Path, method: pl.LightningModule) -> None:
+def check_checkpoint_fits(path: Path, state: dict, method: pl.LightningModule) -> None:
     """A checkpoint of another method (or net) would fail deep inside Lightning: say so in one line."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
     theirs, ours = set(state["state_dict"]), set(method.state_dict())
     if theirs != ours:
         missing, extra = sorted(ours - theirs)[:2], sorted(theirs - ours)[:2]
@@ -124,8 +124,12 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
     method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     datamodule.expose_target_labels = method.uses_target_labels
     ckpt_path = checkpoint_file(cfg.ckpt_path) if cfg.ckpt_path else resume_checkpoint(out_dir / "checkpoints")
+    resumed_step = 0
     if ckpt_path:
-        check_checkpoint_fits(ckpt_path, method)
+        state = read_checkpoint(ckpt_path)
+        check_checkpoint_fits(ckpt_path, state, method)
+        resumed_step = state["global_step"]
+        del state
     clock = TrainingClock()
     callbacks = [clock, *(instantiate(c) for c in (cfg.callbacks or {}).values())]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
@@ -137,9 +141,8 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
         logger.log_hyperparams({"config": run_config, "commit": commit})
 
     if ckpt_path:
-        resumed_step = torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]
         for logger in loggers:
-            if hasattr(logger, "experiment") and hasattr(logger.experiment, "metrics_file_path"):
+            if isinstance(logger, ResumableCSVLogger):
                 drop_rows_after(logger.experiment.metrics_file_path, resumed_step)
         log.info("resuming from %s (step %d)", ckpt_path, resumed_step)
     last = out_dir / "checkpoints" / "last.ckpt"
