@@ -70,6 +70,15 @@ def checkpoint_file(path: str | Path) -> Path:
     return path
 
 
+def check_checkpoint_fits(path: Path, state: dict, module: torch.nn.Module) -> None:
+    """A checkpoint of another method (or net) would fail deep inside Lightning: say so in one line."""
+    theirs, ours = set(state["state_dict"]), set(module.state_dict())
+    if theirs != ours:
+        missing, extra = sorted(ours - theirs)[:2], sorted(theirs - ours)[:2]
+        raise CheckpointError(f"checkpoint {path} does not fit {type(module).__name__} on this net "
+                              f"(missing {missing}, unexpected {extra}): a run of another method, net or pair?")
+
+
 def resume_checkpoint(checkpoint_dir: Path) -> Path | None:
     """last.ckpt if it loads, else last.prev.ckpt if that loads, else None (train from scratch); every
     unreadable file is moved aside with a log line naming it."""

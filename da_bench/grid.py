@@ -43,7 +43,7 @@ def record(status: str, run_dir, message: str = "") -> None:
 def summary(path: Path) -> tuple[str, Counter]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     counts = Counter(r["status"] for r in rows)
-    lines = [f"da_bench grid: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    lines = ["da_bench grid: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
     lines += [f"  {r['status']}: {r['run_dir']}" + (f" ({r['message']})" if r["message"] else "")
               for r in rows if r["status"] in ("failed", "interrupted")]
     return "\n".join(lines), counts

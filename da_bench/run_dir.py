@@ -57,6 +57,29 @@ class RunDirBusy(RuntimeError):
     """Another live process holds the run directory's lock."""
 
 
+class RunDirError(RuntimeError):
+    """The run directory cannot be written."""
+
+
+def writable_run_dir(out_dir: Path) -> Path:
+    """out_dir, created if needed, after a test write (a read-only or full disk is named now, not at the
+    first checkpoint)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(f"cannot write the run directory {out_dir}: {err.strerror}") from None
+    return out_dir
+
+
+def launched_by_ddp() -> bool:
+    """A process that Lightning's DDP launcher started for rank > 0 (it re-runs the script): the run
+    directory's lock and files belong to the rank-0 process that launched it."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
 class RunLock:
     """An exclusive, non-blocking lock on <run dir>/.lock holding the owner's pid and host. The OS drops it
     when the process ends (a kill -9 too), so a stale file never blocks a relaunch."""

@@ -16,47 +16,33 @@ Errors are one line; HYDRA_FULL_ERROR=1 shows the traceback.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
+from contextlib import nullcontext
 import os
-import platform
 import sys
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from da_bench import grid
 from da_bench.callbacks import NonFiniteError, TrainingClock, nonfinite_parameters
-from da_bench.checkpoints import (AtomicCheckpointIO, CheckpointError, checkpoint_file, read_checkpoint,
+from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_fits, checkpoint_file, read_checkpoint,
                                   resume_checkpoint)
-from da_bench.checks import ConfigError, validate_config
-from da_bench.data.files import DataError
+from da_bench.checks import validate_config
 from da_bench.devices import claim_gpu_slot
+from da_bench.errors import RunInterrupted, one_line
 from da_bench.loggers import ResumableCSVLogger, drop_rows_after
 from da_bench.provenance import cpu_name, git_commit
-from da_bench.run_dir import RunDirBusy, RunLock, archive_run, register_resolvers
+from da_bench.run_dir import RunLock, archive_run, launched_by_ddp, register_resolvers, writable_run_dir
 
 log = logging.getLogger("da_bench.train")
 register_resolvers()
-
-
-class RunInterrupted(RuntimeError):
-    """Training stopped before max_steps (Ctrl-C, SIGTERM): no metrics are written, last.ckpt is."""
-
-    def __init__(self, message: str, exit_code: int = 130):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class RunDirError(RuntimeError):
-    """The run directory cannot be written."""
 
 
 def device_name(trainer: pl.Trainer) -> str:
@@ -73,38 +59,10 @@ def finish_wandb(loggers) -> None:
         wandb.finish()
 
 
-def writable_run_dir(out_dir: Path) -> Path:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise RunDirError(f"cannot write the run directory {out_dir}: {err.strerror}") from None
-    return out_dir
-
-
-def check_checkpoint_fits(path: Path, state: dict, method: pl.LightningModule) -> None:
-    """A checkpoint of another method (or net) would fail deep inside Lightning: say so in one line."""
-    theirs, ours = set(state["state_dict"]), set(method.state_dict())
-    if theirs != ours:
-        missing, extra = sorted(ours - theirs)[:2], sorted(theirs - ours)[:2]
-        raise CheckpointError(f"checkpoint {path} does not fit {type(method).__name__} on this net "
-                              f"(missing {missing}, unexpected {extra}): a run of another method, net or pair?")
-
-
-def launched_by_ddp() -> bool:
-    """A process that Lightning's DDP launcher started for rank > 0 (it re-runs this script): the run
-    directory's lock and files belong to the rank-0 process that launched it."""
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
-
-
 def train(cfg: DictConfig) -> dict:
     validate_config(cfg)
     out_dir = writable_run_dir(Path(cfg.paths.output_dir))
-    if launched_by_ddp():
-        return train_locked(cfg, out_dir)
-    with RunLock(out_dir):
+    with nullcontext() if launched_by_ddp() else RunLock(out_dir):
         return train_locked(cfg, out_dir)
 
 
@@ -188,26 +146,6 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
     os.replace(tmp, metrics_file)
     log.info("%s %.4f -> %s", metrics["target_metric"], metrics[metrics["target_metric"]], metrics_file)
     return metrics
-
-
-# error -> (label printed before the one line, exit code); everything else is a bug and keeps its traceback
-EXPECTED_ERRORS = ((ConfigError, "config error", 2), (DataError, "data error", 2),
-                   (CheckpointError, "checkpoint error", 2), (NonFiniteError, "training diverged", 3),
-                   (RunDirBusy, "run directory busy", 4), (RunDirError, "run directory error", 4))
-
-
-def one_line(err: BaseException) -> tuple[str, int] | None:
-    """(message, exit code) for the errors a user can fix, None for the rest."""
-    if isinstance(err, InstantiationException) and isinstance(err.__cause__, ValueError):
-        err = err.__cause__  # e.g. a method that does not fit the data, a bad option value
-    for kind, label, code in EXPECTED_ERRORS:
-        if isinstance(err, kind):
-            return f"{label}: {err}", code
-    if isinstance(err, (ValueError, InstantiationException)):
-        return f"config error: {err}".splitlines()[0], 2
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
-        return f"disk error: {err.strerror}: {err.filename or 'while writing the run'}", 4
-    return None
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -15,7 +15,9 @@ from da_bench.checks import ConfigError
 from da_bench.data.files import cached_arrays
 from da_bench.provenance import git_commit
 from da_bench.run_dir import RunDirBusy, RunLock
-from da_bench.train import RunDirError, RunInterrupted, train
+from da_bench.errors import RunInterrupted
+from da_bench.run_dir import RunDirError
+from da_bench.train import train
 from tests.helpers import make_cfg
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from da_bench.train import RunInterrupted, train
+from da_bench.errors import RunInterrupted
+from da_bench.train import train
 from tests.helpers import CONF, make_cfg
 
 REPO = Path(__file__).resolve().parents[1]
