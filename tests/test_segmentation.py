@@ -160,18 +160,21 @@ def test_clan_trains_each_head_as_a_classifier_and_keeps_the_weight_map_gradient
 
 
 def test_clan_heads_train_at_ten_times_the_trunk_lr_after_a_warm_up(fixture_data, tmp_path):
-    train(make_cfg(fixture_data, tmp_path, ["method=clan", "data=mnist_mnistm_seg", "trainer.max_steps=20",
-                                            "method.preheat_fraction=0.25", *SMALL_SCENES]))
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    trunk, heads = state["optimizer_states"][0]["param_groups"]
-    poly = (1 - 20 / 20) ** 0.9
-    assert trunk["lr"] == pytest.approx(1e-3 * poly) and heads["lr"] == pytest.approx(1e-2 * poly)
-    assert len(heads["params"]) == 4  # two heads, weight and bias each
     from hydra.utils import instantiate
 
-    cfg = make_cfg(fixture_data, tmp_path / "cfg", ["method=clan", "data=mnist_mnistm_seg",
-                                                    "method.preheat_fraction=0.25", *SMALL_SCENES])
+    cfg = make_cfg(fixture_data, tmp_path, ["method=clan", "data=mnist_mnistm_seg", "method.preheat_fraction=0.25",
+                                            *SMALL_SCENES])
     clan = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     clan.trainer = type("T", (), {"max_steps": 20, "global_step": 0})()
     factors = [clan.lr_factor(i) for i in range(8)]
     assert factors[:5] == [0.0, 0.2, 0.4, 0.6, 0.8] and factors[5] == pytest.approx((1 - 5 / 20) ** 0.9)
+    (generator, discriminator), schedulers = clan.configure_optimizers()
+    trunk, heads = generator.param_groups
+    assert len(heads["params"]) == 4 and len(trunk["params"]) == len(list(clan.net.encoder.parameters()))
+    assert {id(p) for p in heads["params"]} == {id(p) for p in clan.heads.parameters()}
+    for _ in range(7):
+        for scheduler in schedulers:
+            scheduler["scheduler"].step()
+    expected = 1e-3 * (1 - 7 / 20) ** 0.9
+    assert trunk["lr"] == pytest.approx(expected) and heads["lr"] == pytest.approx(10 * expected)
+    assert discriminator.param_groups[0]["lr"] == pytest.approx(1e-4 * (1 - 7 / 20) ** 0.9)
