@@ -24,12 +24,13 @@ def main(argv=None):
     parser.add_argument("--key", default="method.weight")
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--out", default=None, help="write <out>/<table>.md")
+    parser.add_argument("--header", default="", help="text put under the title (e.g. the command, the hardware)")
     args = parser.parse_args(argv)
     runs = [r for r in find_runs(args.run_dirs) if r.get("table") == args.table]
     if not runs:
         parser.error(f"no metrics.json of table {args.table} under {args.run_dirs}")
     choice = largest_within_source_tolerance(runs, args.key, args.tolerance)
-    lines = [f"# {args.table}: {args.key} chosen without target labels\n",
+    lines = [f"# {args.table}: {args.key} chosen without target labels\n", *([args.header.strip() + "\n"] if args.header.strip() else []),
              f"Rule: per pair, the largest {args.key} whose {SCORE} (source validation accuracy, last step) is within "
              f"{args.tolerance:.2f} of the {args.key}=0 run's (the same recipe without the adaptation loss); the "
              f"default is the smallest pick over the pairs. Target test accuracy is shown for the reader; the rule "
