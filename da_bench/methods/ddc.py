@@ -8,6 +8,10 @@ Deviation, by choice: the paper inserts a new bottleneck layer before the classi
 (256 on AlexNet) and position by the MMD itself; here the adaptation layer is the net's existing last
 hidden layer (layers=[-2]: the 100-d fc of the DANN nets, LeNet's 500-d fc), so that every method shares
 one architecture. `layers` moves it.
+
+Measured (results/survey.md): at weight 0.25 on the DANN MNIST net (N(0, .1) init) the linear MMD, which is
+unbounded, swamps the classification loss in the first steps and the run collapses (source accuracy .11).
+The weight has not been re-chosen for this net yet; `method.weight` sets it.
 """
 from __future__ import annotations
 
