@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 from torchmetrics.classification import MulticlassAccuracy
 
+from da_bench.checkpoints import checkpoint_file, read_checkpoint
 from da_bench.methods.base import DAMethod, metric_key
 from da_bench.nets import DomainDiscriminator
 
@@ -135,10 +135,5 @@ class ADDA(DAMethod):
 
 def source_weights(path: str) -> dict:
     """The `net.*` weights of a finished source_only run (its directory or a .ckpt file)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.exists():
-        raise FileNotFoundError(f"ADDA source_checkpoint: no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(checkpoint_file(path))["state_dict"]
     return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
