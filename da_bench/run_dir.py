@@ -47,8 +47,13 @@ def run_hash(output_dir: str) -> str:
     return hashlib.sha1(str(output_dir).encode()).hexdigest()[:16]
 
 
+def steps_per_snapshot(max_steps: int, snapshots: int) -> int:
+    """trainer.val_check_interval: `snapshots` validations spread over the run."""
+    return max(1, int(max_steps) // max(1, int(snapshots)))
+
+
 def register_resolvers() -> None:
-    for name, fn in (("run_suffix", run_suffix), ("run_hash", run_hash)):
+    for name, fn in (("run_suffix", run_suffix), ("run_hash", run_hash), ("steps_per_snapshot", steps_per_snapshot)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from da_bench.run_dir import measured_overrides
+from da_bench.snapshots import LAST_STEP
+from da_bench.validators import VALIDATORS
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 
@@ -86,18 +88,27 @@ STAGE1 = "test/tgt_acc_stage1"  # ADDA's stage-1 source model on the target test
 STAGE1_ROW = " [stage 1: its source model]"
 
 
+def selected_values(run: dict, key: str) -> dict[str, float]:
+    """{rule: the run's `key` under that rule}: last_step from the run's own test numbers, every validator's
+    pick from `selections` (da_bench/snapshots.py)."""
+    values = {LAST_STEP: run[key]} if key in run else {}
+    for rule, pick in (run.get("selections") or {}).items():
+        if rule != LAST_STEP and key in pick:
+            values[rule] = pick[key]
+    return values
+
+
 def aggregate(runs: list[dict], metric: str | None = None) -> dict:
-    """{selection: {(data, row name): [values over seeds]}}; the row name is the method plus its variant.
-    An ADDA run also fills the row of its own stage-1 model, right under it."""
+    """{selection rule: {(data, row name): [values over seeds]}}; the row name is the method plus its variant.
+    An ADDA run also fills the row of its own stage-1 model, right under it (last step)."""
     out: dict = defaultdict(lambda: defaultdict(list))
     shared = shared_overrides(runs)
     for r in runs:
         key = metric or run_metric(r)
-        cells = out[r.get("selection", "unknown")]
-        if key in r:
-            cells[(r["data"], row_name(r, shared))].append(r[key])
+        for rule, value in selected_values(r, key).items():
+            out[rule][(r["data"], row_name(r, shared))].append(value)
         if key == "test/tgt_acc" and STAGE1 in r:
-            cells[(r["data"], row_name(r, shared) + STAGE1_ROW)].append(r[STAGE1])
+            out[LAST_STEP][(r["data"], row_name(r, shared) + STAGE1_ROW)].append(r[STAGE1])
     return out
 
 
@@ -190,8 +201,14 @@ def describe(runs: list[dict]) -> str:
                if collapsed else ""))
 
 
+def order_rules(rules) -> list[str]:
+    """last_step first, then the validators in VALIDATORS' order (the oracle last), then anything else."""
+    known = [LAST_STEP, *VALIDATORS]
+    return sorted(rules, key=lambda r: (known.index(r) if r in known else len(known), r))
+
+
 def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None = None, header: str = "",
-                 metric: str | None = None) -> Path:
+                 metric: str | None = None, rules: list[str] | None = None) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, citation = paper_numbers(table)
@@ -200,9 +217,13 @@ def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None =
     md = [f"# {name}\n\n", header.strip() + "\n\n" if header.strip() else "", f"{what}, mean ± std over seeds (n runs); "
           f"[paper: {citation}].\n", describe(runs)]
     tables = build_tables(runs, table, metric)
-    for selection, rows in sorted(tables.items()):
+    if rules:
+        tables = {r: rows for r, rows in tables.items() if r in rules}
+    for selection in order_rules(tables):
+        rows = tables[selection]
         suffix = "" if len(tables) == 1 else f"_{selection}"
-        md += [f"\n## Model selection: {selection}\n\n", render(rows, "md")]
+        label = " (reads target labels: an upper bound, not a result)" if selection == "oracle" else ""
+        md += [f"\n## Model selection: {selection}{label}\n\n", render(rows, "md")]
         (out_dir / f"{name}{suffix}.csv").write_text(render(rows, "csv"))
         (out_dir / f"{name}{suffix}.tex").write_text(render(rows, "tex"))
     path = out_dir / f"{name}.md"

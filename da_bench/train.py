@@ -6,9 +6,10 @@
 The recipe, top to bottom: check the config; lock the run directory; seed; instantiate the datamodule, the
 net and the method, callbacks, loggers, trainer; fit (resuming from ckpt_path, or from the run
 directory's last good checkpoint when a run is re-launched); score the weights of the last step on the
-held-out val splits, then, once, on the source and target test sets; write metrics.json (with the split
-sizes). A run whose metrics.json exists is done and is skipped when launched again (rerun=true archives it
-and trains anew). Only a run that reached max_steps with finite losses and weights writes metrics.json.
+held-out val splits, then, once, on the source and target test sets (and each validator's picked snapshot:
+da_bench/snapshots.py); write metrics.json (with the split sizes). A run whose metrics.json exists is done
+and is skipped when launched again (rerun=true archives it and trains anew). Only a run that reached
+max_steps with finite losses and weights writes metrics.json.
 
 Exit codes: 0 done (or skipped), 2 a config / data / checkpoint problem, 3 NaN or inf in training, 4 the
 run directory is busy or not writable, 130 Ctrl-C, 143 SIGTERM (both checkpoint first; relaunch resumes).
@@ -30,11 +31,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from da_bench import grid
+from da_bench import grid, snapshots
 from da_bench.callbacks import NonFiniteError, TrainingClock, nonfinite_parameters
 from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_fits, checkpoint_file, read_checkpoint,
                                   resume_checkpoint)
-from da_bench.checks import validate_config
+from da_bench.checks import ConfigError, validate_config
 from da_bench.devices import claim_gpu_slot
 from da_bench.errors import RunInterrupted, one_line
 from da_bench.loggers import ResumableCSVLogger, drop_rows_after
@@ -90,6 +91,9 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
         del state
     clock = TrainingClock()
     callbacks = [clock, *(instantiate(c) for c in (cfg.callbacks or {}).values())]
+    if cfg.selection != snapshots.LAST_STEP and not (snapshots.find(callbacks) and snapshots.supported(method)):
+        raise ConfigError(f"selection={cfg.selection}: {cfg.names.method} has no snapshot validation "
+                          "(segmentation methods, or callbacks.snapshots removed); use selection=last_step")
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       plugins=[AtomicCheckpointIO()])
@@ -123,6 +127,9 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
     tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
               for k, v in per_loader.items()}
 
+    selector = snapshots.find(callbacks)
+    last = {k: v for k, v in tested.items() if k in (method.target_metric, method.target_metric.replace("tgt", "src"))}
+    selections = selector.selections(method, datamodule.test_dataloader(), last) if selector else {}
     metrics = {
         "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
         **{k: float(v) for k, v in {**validated, **tested}.items()},
@@ -132,6 +139,7 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": str(ckpt_path) if ckpt_path else None,
         "table": cfg.get("table_name"), "overrides": list(cfg.get("overrides_list") or []),
         "target_metric": method.target_metric,
+        "selections": selections, "snapshots": selector.history if selector else [],
     }
     if "val/src_acc" in metrics:  # finite, but the source task itself was lost (e.g. WDGRL's zeroed features)
         metrics["collapsed"] = metrics["val/src_acc"] < 2.0 / datamodule.num_classes
@@ -144,7 +152,7 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
     tmp = metrics_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     os.replace(tmp, metrics_file)
-    log.info("%s %.4f -> %s", metrics["target_metric"], metrics[metrics["target_metric"]], metrics_file)
+    log.info("%s %.4f (%s) -> %s", metrics["target_metric"], snapshots.reported(metrics), cfg.selection, metrics_file)
     return metrics
 
 
@@ -169,7 +177,7 @@ def main(cfg: DictConfig) -> float | None:
         grid.record("failed", run_dir, message)  # the grid goes on; GridReport exits 1 at its end
         return None
     grid.record("done", run_dir)
-    return metrics[metrics["target_metric"]]
+    return snapshots.reported(metrics)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,20 @@
     python scripts/make_tables.py logs/runs --table dann --name dann --out results/
 
 Reads every metrics.json under RUN_DIRS, writes OUT/NAME.md (+ .csv, .tex): target test accuracy as
-mean ± std over seeds with n, the paper's number beside each cell, one table per model-selection rule,
-and the commits / devices / seeds the runs came from. Cells without runs are printed as missing.
+mean ± std over seeds with n, the paper's number beside each cell, one table per model-selection rule
+(last_step, then each validator's pick: da_bench/snapshots.py), and the commits / devices / seeds the runs came
+from. Cells without runs are printed as missing.
+
+    python scripts/make_tables.py logs/runs --table selection --only-table --validators       (validator table)
+    python scripts/make_tables.py logs/runs --table validators --only-table --sweep method.weight
 """
 import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from da_bench.selection import validator_sections  # noqa: E402
 from da_bench.tables import find_runs, write_tables  # noqa: E402
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,6 +30,13 @@ def main(argv=None):
     parser.add_argument("--metric", default=None,
                         help="a metrics.json key to tabulate instead of each run's target metric "
                              "(e.g. test/tgt_pixel_acc, test/tgt_iou_bg)")
+    parser.add_argument("--rules", default=None,
+                        help="comma-separated selection rules to tabulate (default: every rule in the runs), "
+                             "e.g. last_step,src_acc,snd,oracle")
+    parser.add_argument("--validators", action="store_true",
+                        help="add the table of each validator's gap to the oracle's pick and to the last step")
+    parser.add_argument("--sweep", default=None, metavar="KEY",
+                        help="add the table of the value of KEY (e.g. method.weight) each rule picks in a sweep")
     args = parser.parse_args(argv)
     runs = find_runs(args.run_dirs)
     if args.only_table:
@@ -33,7 +44,14 @@ def main(argv=None):
     if not runs:
         parser.error(f"no metrics.json found under {args.run_dirs}")
     name = args.name or args.table or "table"
-    path = write_tables(runs, Path(args.out), name, args.table, args.header, args.metric)
+    rules = args.rules.split(",") if args.rules else None
+    path = write_tables(runs, Path(args.out), name, args.table, args.header, args.metric, rules)
+    try:
+        extra = validator_sections(runs, args.validators, args.sweep)
+    except ValueError as err:
+        parser.error(str(err))
+    if extra:
+        path.write_text(path.read_text() + extra)
     print(path.read_text())
     print(f"wrote {path}")
 

@@ -19,12 +19,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from da_bench.provenance import cpu_name  # noqa: E402
+from da_bench.selection import validator_sections  # noqa: E402
 from da_bench.tables import find_runs, write_tables  # noqa: E402
+
+# tables that also report how the validators fare: (validator table?, the swept key whose value each rule picks)
+VALIDATOR_REPORTS = {"selection": (True, None), "validators": (True, "method.weight")}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("table", help="a preset in conf/table/: dann, adda, mnistm, usps, smoke")
+    parser.add_argument("table", help="a preset in da_bench/conf/table/: dann, adda, mnistm, usps, survey, clan, "
+                                      "selection, validators, wdgrl_weight, smoke")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (e.g. seed=0,1,2,3,4)")
     parser.add_argument("--out", default="results")
     parser.add_argument("--paper-table", default=None, help="paper numbers to show (default: dann for mnistm, adda for usps)")
@@ -41,6 +46,8 @@ def main(argv=None):
               f"Hardware: {cpu_name()}; torch threads per run as launched (see each run's metrics.json).\n"
               f"Steps per run: {steps} (the preset's schedule unless overridden above).\n")
     path = write_tables(runs, REPO / args.out, args.table, paper, header)
+    if args.table in VALIDATOR_REPORTS:
+        path.write_text(path.read_text() + validator_sections(runs, *VALIDATOR_REPORTS[args.table]))
     print(path.read_text())
 
 

@@ -189,3 +189,43 @@ def test_disk_errors_are_one_line():
     message, code = one_line(OSError(errno.ENOSPC, "No space left on device", "/runs/x/last.ckpt"))
     assert code == 4 and message == "disk error: No space left on device: /runs/x/last.ckpt"
     assert one_line(RuntimeError("a bug")) is None  # bugs keep their traceback
+
+
+def selection_run(data, method, seed, picks, last, weight=None):
+    """A finished run whose validators picked snapshots with these target accuracies: picks = {rule: (score, acc)}."""
+    sel = {rule: {"step": 100, "score": score, "test/tgt_acc": acc, "uses_target_labels": rule == "oracle"}
+           for rule, (score, acc) in picks.items()}
+    sel["last_step"] = {"step": 200, "score": None, "test/tgt_acc": last, "uses_target_labels": False}
+    return {"data": data, "method": method, "seed": seed, "selection": "last_step", "target_metric": "test/tgt_acc",
+            "test/tgt_acc": last, "selections": sel, "table": "selection",
+            "overrides": [f"method.weight={weight}"] if weight is not None else []}
+
+
+def test_one_table_per_rule_and_the_validator_table(tmp_path):
+    from da_bench.selection import render_validator_table, validator_gaps
+
+    runs = [selection_run("mnist_usps", "dann", 0, {"snd": (1.0, 0.80), "src_acc": (0.9, 0.70), "oracle": (0.9, 0.85)}, 0.75),
+            selection_run("mnist_usps", "dann", 1, {"snd": (1.0, 0.70), "src_acc": (0.9, 0.74), "oracle": (0.9, 0.80)}, 0.72)]
+    text = write_tables(runs, tmp_path, "t").read_text()
+    sections = [line for line in text.splitlines() if line.startswith("## Model selection")]
+    assert sections == ["## Model selection: last_step", "## Model selection: src_acc", "## Model selection: snd",
+                        "## Model selection: oracle (reads target labels: an upper bound, not a result)"]
+    assert "0.7500 ± 0.0707 (n=2)" in text.split("## Model selection: snd")[1]  # snd's picks: .80, .70
+    gaps = validator_gaps(runs)
+    cell = gaps["cells"][("mnist_usps", "dann")]
+    assert cell["snd"]["oracle"] == pytest.approx([-0.05, -0.10]) and cell["snd"]["last"] == pytest.approx([0.05, -0.02])
+    assert gaps["wins"] == {"snd": 1, "src_acc": 1, "last_step": 0}  # seed 0: snd .80; seed 1: src_acc .74
+    table = render_validator_table(gaps)
+    assert "| snd | -7.50 (n=2) | -7.50 | +1.50 | 1 |" in table and "| oracle (reads target labels) |" in table
+
+
+def test_each_rule_picks_a_hyperparameter_and_the_oracle_is_labelled():
+    from da_bench.selection import hyperparameter_picks, render_hyperparameter_picks
+
+    runs = [selection_run("mnist_usps", "wdgrl", 0, {"snd": (s, a), "oracle": (a, a)}, a, weight=w)
+            for w, s, a in ((0.0, 2.0, 0.70), (0.1, 3.0, 0.80), (1.0, 1.0, 0.90))]
+    picks = hyperparameter_picks(runs, "method.weight")
+    assert picks["mnist_usps"]["snd"] == [(0.1, 0.80)] and picks["mnist_usps"]["oracle"] == [(1.0, 0.90)]
+    assert "last_step" not in picks["mnist_usps"]
+    text = render_hyperparameter_picks(picks, "method.weight")
+    assert "| snd | 0.1 / 0.8000 (n=1) |" in text and "| oracle (reads target labels) | 1 / 0.9000 (n=1) |" in text

@@ -76,18 +76,18 @@ class ADDA(DAMethod):
         if self.hparams.source_checkpoint and self.global_step == 0:
             self.net.load_state_dict(source_weights(self.hparams.source_checkpoint))
 
-    def classify(self, x, domain):
-        encoder = self.target_encoder if domain == "tgt" and self.target_ready else self.net.encoder
-        return self.net.classifier(encoder(x))
+    def encoder_for(self, domain):
+        return self.target_encoder if domain == "tgt" and self.target_ready else self.net.encoder
 
-    def _evaluate(self, batch, dataloader_idx: int, stage: str) -> None:
-        super()._evaluate(batch, dataloader_idx, stage)
+    def _evaluate(self, batch, dataloader_idx: int, stage: str) -> dict:
+        outputs = super()._evaluate(batch, dataloader_idx, stage)
         if dataloader_idx == 1:  # the stage-1 model (M_s, C) on the same target images
             x, y = batch
             metric = self.stage1_accuracy[stage]
             metric.update(self.net(x), y)
             self.log(metric_key(stage, "tgt", "acc_stage1"), metric, on_step=False, on_epoch=True,
                      add_dataloader_idx=False)
+        return outputs
 
     def configure_optimizers(self):
         source = self.pretrain_optimizer(params=self.net.parameters())

@@ -3,8 +3,10 @@ keys: train/...; curves on the held-out val splits, val/src_acc and the oracle c
 (target labels: watched, never used by a method); test/{src,tgt}_acc once, after training.
 
 A method subclasses `DAMethod` and writes `training_step` (its one update rule). Evaluation calls
-`classify(x, domain)`, which a method overrides when the target domain has its own encoder (ADDA).
-Model selection is the papers' rule: the weights at the last step; nothing is picked on target labels.
+`classify(x, domain)` = classifier(encoder_for(domain)(x)); a method whose target domain has its own encoder
+(ADDA) overrides `encoder_for`.
+The reported numbers are the papers' rule, the weights at the last step; the snapshot callback
+(da_bench/snapshots.py) also scores 20 snapshots with every unsupervised validator and reports each rule's pick.
 """
 from __future__ import annotations
 
@@ -53,18 +55,31 @@ class DAMethod(pl.LightningModule):
         """Training progress p in [0, 1]: global step / max_steps (restored with the step on resume)."""
         return min(1.0, self.global_step / max(1, self.trainer.max_steps))
 
-    def classify(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        return self.net(x)
+    def encoder_for(self, domain: str) -> nn.Module:
+        """The encoder that represents `domain`'s images; ADDA's target domain has its own."""
+        return self.net.encoder
 
-    def _evaluate(self, batch, dataloader_idx: int, stage: str) -> None:
+    def classify(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        return self.net.classifier(self.encoder_for(domain)(x))
+
+    def embed(self, x: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits): the classifier's last hidden layer (the encoder output for a one-layer head), B x D,
+        and the logits, B x C. What the validators read (da_bench/snapshots.py)."""
+        features = self.encoder_for(domain)(x)
+        activations = [features, *self.net.head_activations(features)]
+        return activations[-2], activations[-1]
+
+    def _evaluate(self, batch, dataloader_idx: int, stage: str) -> dict:
         x, y = batch
         domain = DOMAINS[dataloader_idx]
+        features, logits = self.embed(x, domain)
         metric = self.accuracy[f"{stage}_{domain}"]
-        metric.update(self.classify(x, domain), y)
+        metric.update(logits, y)
         self.log(metric_key(stage, domain, "acc"), metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
+        return {"features": features, "logits": logits}  # the snapshot validators' input (snapshots.py)
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        self._evaluate(batch, dataloader_idx, "val")
+        return self._evaluate(batch, dataloader_idx, "val")
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         self._evaluate(batch, dataloader_idx, "test")

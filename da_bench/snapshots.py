@@ -1,0 +1,168 @@
+"""Model selection over snapshots: every validator scores the weights at each in-training validation.
+
+Each in-training validation (every trainer.val_check_interval steps: by default max_steps // snapshots, with
+`snapshots: 20` in conf/train.yaml) is a snapshot: the callback takes the features and logits that the
+method's validation_step returns on the source and target val splits (no second pass over the data), scores
+them with every rule of `da_bench.validators` and logs select/<rule>. If the last step was not validated it
+is scored at the end of training. The weights of the snapshots some rule currently ranks best stay in memory
+(one copy per distinct step; they travel in the checkpoint, so a resumed run keeps its picks). After training,
+`selections` reads the test sets once per picked snapshot and returns, for each rule,
+
+    {"step": s, "score": v, "test/tgt_acc": a, "test/src_acc": b, "uses_target_labels": bool}
+
+and, with callbacks.snapshots.save_dir=<dir>, writes each rule's picked weights to <dir>/pick_<rule>.pt.
+
+Only `oracle` reads target labels. Segmentation methods have no per-image logits to score: they report
+`last_step` alone (the callback says so once). Ties keep the earlier snapshot.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Sequence
+
+import pytorch_lightning as pl
+import torch
+
+from da_bench.validators import VALIDATORS, Snapshot, score_all
+
+log = logging.getLogger(__name__)
+LAST_STEP = "last_step"
+
+
+def supported(method: pl.LightningModule) -> bool:
+    return callable(getattr(method, "embed", None))
+
+
+@torch.no_grad()
+def outputs(method, loader, domain: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features, logits, labels) of a whole eval loader, on the CPU."""
+    feats, logits, labels = [], [], []
+    for x, y in loader:
+        f, z = method.embed(x.to(method.device), domain)
+        feats.append(f.float().cpu()), logits.append(z.float().cpu()), labels.append(y.cpu())
+    return torch.cat(feats), torch.cat(logits), torch.cat(labels).long()
+
+
+def evaluate(trainer: pl.Trainer, method, loaders) -> Snapshot:
+    """The method (eval mode, the trainer's precision context) on [source loader, target loader]."""
+    was_training = method.training
+    method.eval()
+    precision = getattr(trainer, "precision_plugin", None)
+    try:
+        with precision.forward_context() if precision is not None else nullcontext():
+            src, tgt = (outputs(method, loader, domain) for loader, domain in zip(loaders, ("src", "tgt")))
+    finally:
+        method.train(was_training)
+    return Snapshot(src_features=src[0], src_logits=src[1], src_labels=src[2],
+                    tgt_features=tgt[0], tgt_logits=tgt[1], tgt_labels=tgt[2])
+
+
+class SnapshotSelection(pl.Callback):
+    def __init__(self, rules: Sequence[str] | None = None, save_dir: str | None = None):
+        unknown = sorted(set(rules or ()) - set(VALIDATORS))
+        if unknown:
+            raise ValueError(f"callbacks.snapshots.rules: unknown {unknown}; known: {sorted(VALIDATORS)}")
+        self.rules, self.save_dir = list(rules or VALIDATORS), save_dir
+        self.history: list[dict] = []  # [{"step": s, rule: score, ...}]
+        self.best: dict[str, dict] = {}  # rule -> {"step", "score"}
+        self.weights: dict[int, dict] = {}  # step -> state_dict, for the steps some rule picks
+        self.pending: dict | None = None
+        self.warned = False
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        during_fit = trainer.state.fn == "fit" and not trainer.sanity_checking
+        self.pending = {"src": [], "tgt": []} if during_fit and self.usable(pl_module) else None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self.pending is not None:
+            self.pending[("src", "tgt")[dataloader_idx]].append(
+                (outputs["features"].float().cpu(), outputs["logits"].float().cpu(), batch[1].cpu()))
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if self.pending:
+            (fs, zs, ys), (ft, zt, yt) = ([torch.cat(parts) for parts in zip(*self.pending[d])] for d in ("src", "tgt"))
+            self.record(trainer, pl_module, Snapshot(src_features=fs, src_logits=zs, src_labels=ys.long(),
+                                                     tgt_features=ft, tgt_logits=zt, tgt_labels=yt.long()))
+        self.pending = None
+
+    def on_train_end(self, trainer, pl_module):
+        if self.usable(pl_module) and (not self.history or self.history[-1]["step"] != trainer.global_step):
+            self.record(trainer, pl_module, evaluate(trainer, pl_module, trainer.datamodule.val_dataloader()))
+
+    def usable(self, pl_module) -> bool:
+        if not supported(pl_module) and not self.warned:
+            log.info("snapshots: %s has no per-image logits to validate; it reports last_step only",
+                     type(pl_module).__name__)
+            self.warned = True
+        return supported(pl_module)
+
+    def record(self, trainer: pl.Trainer, pl_module, snapshot: Snapshot) -> None:
+        step = trainer.global_step
+        scores = score_all(snapshot, self.rules)
+        self.history.append({"step": step, **scores})
+        for logger in trainer.loggers:
+            logger.log_metrics({f"select/{rule}": v for rule, v in scores.items()}, step=step)
+        improved = [r for r, v in scores.items() if r not in self.best or v > self.best[r]["score"]]
+        for rule in improved:
+            self.best[rule] = {"step": step, "score": scores[rule]}
+        if improved:
+            self.weights[step] = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        picked = {b["step"] for b in self.best.values()}
+        self.weights = {s: w for s, w in self.weights.items() if s in picked}
+
+    def selections(self, method, test_loaders, last: dict) -> dict[str, dict]:
+        """{rule: pick} with test metrics of each picked snapshot, plus 'last_step' from `last` (the test metrics
+        the run already computed at the last step). The method's own weights are restored afterwards."""
+        result = {LAST_STEP: {"step": self.history[-1]["step"] if self.history else None, "score": None, **last,
+                              "uses_target_labels": False}}
+        if not self.best:
+            return result
+        current = {k: v.detach().clone() for k, v in method.state_dict().items()}
+        tested = {}
+        try:
+            for step in sorted({b["step"] for b in self.best.values()}):
+                method.load_state_dict(self.weights[step])
+                tested[step] = test_accuracy(method, test_loaders)
+        finally:
+            method.load_state_dict(current)
+        for rule, pick in self.best.items():
+            result[rule] = {**pick, **tested[pick["step"]],
+                            "uses_target_labels": VALIDATORS[rule].uses_target_labels}
+            if self.save_dir:  # asked for: one file per rule, the picked weights (a method state_dict)
+                Path(self.save_dir).mkdir(parents=True, exist_ok=True)
+                torch.save(self.weights[pick["step"]], Path(self.save_dir) / f"pick_{rule}.pt")
+        return result
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "best": self.best, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history, self.best = state_dict["history"], state_dict["best"]
+        self.weights = {int(s): w for s, w in state_dict["weights"].items()}
+
+
+@torch.no_grad()
+def test_accuracy(method, loaders) -> dict[str, float]:
+    was_training = method.training
+    method.eval()
+    result = {}
+    for loader, domain in zip(loaders, ("src", "tgt")):
+        correct = total = 0
+        for x, y in loader:
+            correct += (method.classify(x.to(method.device), domain).argmax(1).cpu() == y.cpu()).sum().item()
+            total += len(y)
+        result[f"test/{domain}_acc"] = correct / max(1, total)
+    method.train(was_training)
+    return result
+
+
+def find(callbacks) -> SnapshotSelection | None:
+    return next((c for c in callbacks if isinstance(c, SnapshotSelection)), None)
+
+
+def reported(metrics: dict) -> float:
+    """The number a run reports: its target metric under its `selection` rule (the last step by default)."""
+    rule, key = metrics.get("selection", LAST_STEP), metrics["target_metric"]
+    return metrics[key] if rule == LAST_STEP else metrics["selections"][rule][key]

@@ -1,0 +1,158 @@
+"""Validators on hand-made logits, and the snapshot selection end to end on fixtures."""
+import json
+import math
+
+import pytest
+import torch
+
+from da_bench.checks import ConfigError
+from da_bench.train import train
+from da_bench.validators import (VALIDATORS, Snapshot, batch_nuclear_norm, dev, dev_risk, domain_weights,
+                                 information_maximization, iwcv, oracle, score_all, soft_neighborhood_density,
+                                 source_accuracy, source_loss, target_entropy)
+from tests.helpers import make_cfg
+
+
+def one_hot_logits(labels, classes=10, scale=20.0):
+    return torch.nn.functional.one_hot(labels, classes).float() * scale
+
+
+def test_entropy_of_a_uniform_prediction_is_log_c():
+    assert target_entropy(Snapshot(tgt_logits=torch.zeros(7, 10))) == pytest.approx(-math.log(10), abs=1e-6)
+    assert target_entropy(Snapshot(tgt_logits=one_hot_logits(torch.arange(7)))) == pytest.approx(0, abs=1e-6)
+
+
+def test_im_and_bnm_reward_confident_and_diverse_predictions():
+    diverse = Snapshot(tgt_logits=one_hot_logits(torch.arange(100) % 10))
+    collapsed = Snapshot(tgt_logits=one_hot_logits(torch.zeros(100, dtype=torch.long)))
+    uniform = Snapshot(tgt_logits=torch.zeros(100, 10))
+    assert information_maximization(diverse) == pytest.approx(math.log(10), abs=1e-4)
+    assert information_maximization(collapsed) == pytest.approx(0, abs=1e-4)
+    assert information_maximization(uniform) == pytest.approx(0, abs=1e-4)
+    # one-hot rows over 10 classes, 10 each: singular values sqrt(10) x 10 -> ||P||_* / N = 10 sqrt(10) / 100
+    assert batch_nuclear_norm(diverse) == pytest.approx(math.sqrt(10) / 10, abs=1e-4)
+    assert batch_nuclear_norm(collapsed) == pytest.approx(1 / 10, abs=1e-4)  # one singular value sqrt(100)
+
+
+def test_snd_separates_a_clustered_from_a_scattered_target_set():
+    g = torch.Generator().manual_seed(0)
+    clustered = one_hot_logits(torch.arange(200) % 4, scale=8.0) + 0.1 * torch.randn(200, 10, generator=g)
+    scattered = 3.0 * torch.randn(200, 10, generator=g)
+    assert soft_neighborhood_density(Snapshot(tgt_logits=clustered)) > \
+        soft_neighborhood_density(Snapshot(tgt_logits=scattered)) + 0.5
+
+
+def test_source_rules_and_oracle():
+    labels = torch.tensor([0, 1, 2, 3])
+    logits = one_hot_logits(torch.tensor([0, 1, 2, 0]))
+    s = Snapshot(src_logits=logits, src_labels=labels, tgt_logits=logits, tgt_labels=torch.tensor([0, 0, 0, 0]))
+    assert source_accuracy(s) == 0.75 and oracle(s) == 0.5
+    assert source_loss(s) == pytest.approx(-20 / 4, abs=1e-3)  # one sample wrong by a margin of 20
+
+
+def test_iwcv_and_dev_with_equal_domains_are_plain_source_accuracy():
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(300, 5, generator=g)
+    labels = torch.randint(0, 10, (300,), generator=g)
+    logits = torch.randn(300, 10, generator=g)
+    s = Snapshot(src_logits=logits, src_labels=labels, src_features=features, tgt_features=features.clone())
+    assert domain_weights(features, features) == pytest.approx(torch.ones(300), abs=1e-4)
+    assert iwcv(s) == pytest.approx(source_accuracy(s), abs=1e-4)
+    assert dev(s) == pytest.approx(source_accuracy(s), abs=1e-4)
+
+
+def test_dev_control_variate_cancels_the_weights_noise():
+    weights = torch.tensor([3.0, 0.2, 0.1, 0.5, 1.7])
+    assert dev_risk(weights, torch.full((5,), 0.25)) == pytest.approx(0.25, abs=1e-6)  # plain IW: 0.25 * 1.1
+    assert dev_risk(torch.ones(4), torch.tensor([1.0, 0, 0, 0])) == pytest.approx(0.25, abs=1e-6)
+
+
+def test_iwcv_and_dev_weight_the_source_samples_that_look_like_the_target():
+    g = torch.Generator().manual_seed(2)
+    near = torch.randn(200, 2, generator=g) + torch.tensor([3.0, 0.0])  # where the target lies
+    far = torch.randn(200, 2, generator=g) - torch.tensor([3.0, 0.0])
+    tgt = torch.randn(400, 2, generator=g) + torch.tensor([3.0, 0.0])
+    labels = torch.zeros(400, dtype=torch.long)
+    logits = one_hot_logits(torch.cat([torch.zeros(200), torch.ones(200)]).long())  # right near, wrong far
+    s = Snapshot(src_logits=logits, src_labels=labels, src_features=torch.cat([near, far]), tgt_features=tgt)
+    assert source_accuracy(s) == 0.5
+    assert iwcv(s) > 0.9 and dev(s) > 0.9
+
+
+def test_only_the_oracle_reads_target_labels():
+    assert [name for name, v in VALIDATORS.items() if v.uses_target_labels] == ["oracle"]
+    g = torch.Generator().manual_seed(3)
+    s = Snapshot(src_logits=torch.randn(20, 10, generator=g), src_labels=torch.arange(20) % 10,
+                 src_features=torch.randn(20, 4, generator=g), tgt_logits=torch.randn(20, 10, generator=g),
+                 tgt_features=torch.randn(20, 4, generator=g), tgt_labels=None)
+    blind = [n for n in VALIDATORS if n != "oracle"]
+    assert set(score_all(s, blind)) == set(blind)  # no blind rule needs the labels
+    with pytest.raises(AttributeError):
+        oracle(s)
+
+
+def test_a_short_run_writes_every_rule_to_metrics(fixture_data, tmp_path):
+    metrics = train(make_cfg(fixture_data, tmp_path, ["method=dann", "trainer.max_steps=8", "snapshots=4",
+                                                      f"callbacks.snapshots.save_dir={tmp_path}/picks"], debug=None))
+    assert sorted(p.name for p in (tmp_path / "picks").iterdir()) == sorted(f"pick_{r}.pt" for r in VALIDATORS)
+    steps = [h["step"] for h in metrics["snapshots"]]
+    assert steps == [2, 4, 6, 8]
+    assert set(metrics["selections"]) == {"last_step", *VALIDATORS}
+    for rule, pick in metrics["selections"].items():
+        assert pick["uses_target_labels"] == (rule == "oracle")
+        assert 0.0 <= pick["test/tgt_acc"] <= 1.0
+        if rule != "last_step":
+            assert pick["step"] in steps
+            assert pick["score"] == max(h[rule] for h in metrics["snapshots"])
+            assert pick["step"] == next(h["step"] for h in metrics["snapshots"] if h[rule] == pick["score"])
+        if pick["step"] == 8:  # the last snapshot's test numbers are the run's own
+            assert pick["test/tgt_acc"] == pytest.approx(metrics["test/tgt_acc"], abs=1e-6)
+    assert metrics["selections"]["last_step"]["test/tgt_acc"] == metrics["test/tgt_acc"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["selections"] == metrics["selections"]
+
+
+def test_selection_names_the_reported_rule(fixture_data, tmp_path):
+    metrics = train(make_cfg(fixture_data, tmp_path / "snd", ["method=source_only", "selection=snd"]))
+    from da_bench.snapshots import reported
+    assert metrics["selection"] == "snd"
+    assert reported(metrics) == metrics["selections"]["snd"]["test/tgt_acc"]
+    with pytest.raises(ConfigError, match="selection='best'"):
+        train(make_cfg(fixture_data, tmp_path / "bad", ["selection=best"]))
+    with pytest.raises(ConfigError, match="selection=snd"):
+        train(make_cfg(fixture_data, tmp_path / "seg", ["method=seg_source_only", "data=mnist_mnistm_seg",
+                                                        "net=seg_digits", "selection=snd"]))
+
+
+def test_snapshot_picks_survive_an_interruption(fixture_data, tmp_path):
+    from da_bench.errors import RunInterrupted
+
+    base = ["method=dann", "trainer.max_steps=8", "trainer.val_check_interval=2"]
+    interrupt = ["+callbacks.interrupt._target_=tests.helpers.InterruptAt", "+callbacks.interrupt.step=5"]
+    with pytest.raises(RunInterrupted):
+        train(make_cfg(fixture_data, tmp_path, base + interrupt))
+    metrics = train(make_cfg(fixture_data, tmp_path, base))
+    assert metrics["resumed_from"] and [h["step"] for h in metrics["snapshots"]] == [2, 4, 6, 8]
+    assert {pick["step"] for pick in metrics["selections"].values()} <= {2, 4, 6, 8}
+
+
+def test_plot_and_validator_table_scripts(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_tables import selection_run
+
+    repo = Path(__file__).resolve().parents[1]
+    run = selection_run("mnist_usps", "dann", 0, {r: (0.5, 0.8) for r in VALIDATORS}, 0.8)
+    run["snapshots"] = [{"step": s, **{r: s / 10 for r in VALIDATORS}} for s in (1, 2, 3)]
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "metrics.json").write_text(json.dumps(run))
+    tables = subprocess.run([sys.executable, "scripts/make_tables.py", str(tmp_path / "runs"), "--out", str(tmp_path),
+                             "--name", "v", "--validators"], cwd=repo, capture_output=True, text=True)
+    assert tables.returncode == 0, tables.stderr
+    assert "## Validators against the oracle" in (tmp_path / "v.md").read_text()
+    pytest.importorskip("matplotlib")
+    plot = subprocess.run([sys.executable, "scripts/plot_validators.py", str(tmp_path / "runs"), "--out",
+                           str(tmp_path / "png")], cwd=repo, capture_output=True, text=True)
+    assert plot.returncode == 0, plot.stderr
+    assert (tmp_path / "png" / "mnist_usps_dann_seed0.png").stat().st_size > 10_000
