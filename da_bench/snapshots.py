@@ -12,8 +12,8 @@ is scored at the end of training. The weights of the snapshots some rule current
 
 and, with callbacks.snapshots.save_dir=<dir>, writes each rule's picked weights to <dir>/pick_<rule>.pt.
 
-Only `oracle` reads target labels. Segmentation methods have no per-image logits to score: they report
-`last_step` alone (the callback says so once). Ties keep the earlier snapshot.
+Only `oracle` reads target labels. Segmentation methods are scored on a fixed sample of pixels per val scene
+(SegMethod.sample_pixels) and their picks report test mIoU. Ties keep the earlier snapshot.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics.classification import MulticlassJaccardIndex
 
 from da_bench.validators import VALIDATORS, Snapshot, score_all
 
@@ -39,9 +40,10 @@ def supported(method: pl.LightningModule) -> bool:
 def outputs(method, loader, domain: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(features, logits, labels) of a whole eval loader, on the CPU."""
     feats, logits, labels = [], [], []
+    sample = getattr(method, "sample_pixels", lambda y: y)  # segmentation: the labels of the sampled pixels
     for x, y in loader:
         f, z = method.embed(x.to(method.device), domain)
-        feats.append(f.float().cpu()), logits.append(z.float().cpu()), labels.append(y.cpu())
+        feats.append(f.float().cpu()), logits.append(z.float().cpu()), labels.append(sample(y.to(method.device)).cpu())
     return torch.cat(feats), torch.cat(logits), torch.cat(labels).long()
 
 
@@ -78,7 +80,7 @@ class SnapshotSelection(pl.Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if self.pending is not None:
             self.pending[("src", "tgt")[dataloader_idx]].append(
-                (outputs["features"].float().cpu(), outputs["logits"].float().cpu(), batch[1].cpu()))
+                (outputs["features"].float().cpu(), outputs["logits"].float().cpu(), outputs.get("labels", batch[1]).cpu()))
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if self.pending:
@@ -93,7 +95,7 @@ class SnapshotSelection(pl.Callback):
 
     def usable(self, pl_module) -> bool:
         if not supported(pl_module) and not self.warned:
-            log.info("snapshots: %s has no per-image logits to validate; it reports last_step only",
+            log.info("snapshots: %s has no embed(x, domain) to validate; it reports last_step only",
                      type(pl_module).__name__)
             self.warned = True
         return supported(pl_module)
@@ -145,10 +147,18 @@ class SnapshotSelection(pl.Callback):
 
 @torch.no_grad()
 def test_accuracy(method, loaders) -> dict[str, float]:
+    """{'test/src_acc', 'test/tgt_acc'}, or for a segmentation method {'test/src_miou', 'test/tgt_miou'}."""
     was_training = method.training
     method.eval()
     result = {}
+    segmenting = hasattr(method, "segment")
     for loader, domain in zip(loaders, ("src", "tgt")):
+        if segmenting:
+            iou = MulticlassJaccardIndex(method.num_classes, average="none").to(method.device)
+            for x, y in loader:
+                iou.update(method.segment(x.to(method.device)).argmax(1), y.to(method.device).long())
+            result[f"test/{domain}_miou"] = iou.compute().mean().item()
+            continue
         correct = total = 0
         for x, y in loader:
             correct += (method.classify(x.to(method.device), domain).argmax(1).cpu() == y.cpu()).sum().item()

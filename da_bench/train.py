@@ -93,7 +93,7 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
     callbacks = [clock, *(instantiate(c) for c in (cfg.callbacks or {}).values())]
     if cfg.selection != snapshots.LAST_STEP and not (snapshots.find(callbacks) and snapshots.supported(method)):
         raise ConfigError(f"selection={cfg.selection}: {cfg.names.method} has no snapshot validation "
-                          "(segmentation methods, or callbacks.snapshots removed); use selection=last_step")
+                          "(no embed(x, domain), or callbacks.snapshots removed); use selection=last_step")
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       plugins=[AtomicCheckpointIO()])

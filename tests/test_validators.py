@@ -119,8 +119,19 @@ def test_selection_names_the_reported_rule(fixture_data, tmp_path):
     with pytest.raises(ConfigError, match="selection='best'"):
         train(make_cfg(fixture_data, tmp_path / "bad", ["selection=best"]))
     with pytest.raises(ConfigError, match="selection=snd"):
-        train(make_cfg(fixture_data, tmp_path / "seg", ["method=seg_source_only", "data=mnist_mnistm_seg",
-                                                        "net=seg_digits", "selection=snd"]))
+        train(make_cfg(fixture_data, tmp_path / "none", ["method=source_only", "selection=snd", "~callbacks.snapshots"]))
+
+
+def test_segmentation_snapshots_score_sampled_pixels_and_report_miou(fixture_data, tmp_path):
+    metrics = train(make_cfg(fixture_data, tmp_path, ["method=clan", "data=mnist_mnistm_seg", "selection=entropy"]))
+    assert metrics["target_metric"] == "test/tgt_miou" and len(metrics["snapshots"]) == 2  # steps 3 and 6
+    assert set(metrics["selections"]) == {"last_step", *VALIDATORS}
+    for rule, pick in metrics["selections"].items():
+        assert set(pick) >= {"test/tgt_miou", "test/src_miou"}
+        if pick["step"] == 6:
+            assert pick["test/tgt_miou"] == pytest.approx(metrics["test/tgt_miou"], abs=1e-5)
+    from da_bench.snapshots import reported
+    assert reported(metrics) == metrics["selections"]["entropy"]["test/tgt_miou"]
 
 
 def test_snapshot_picks_survive_an_interruption(fixture_data, tmp_path):

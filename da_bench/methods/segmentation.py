@@ -6,7 +6,9 @@ A batch is the classification one with masks for labels: src_x B x C x H x W, sr
 class ids, 10 = background on digit scenes). `heads` holds the net's classifier and, for co-training
 methods, fresh copies of it; the prediction is the sum of the heads' logits (CLAN: p = p1 + p2).
 Logged: test/{src,tgt}_{miou,pixel_acc}, test/{src,tgt}_iou_<class>, and the val-split curves val/src_* and
-val/tgt_*_oracle (base.metric_key); selection: the last step.
+val/tgt_*_oracle (base.metric_key). The snapshot validators (da_bench/snapshots.py) score `pixels_per_image`
+fixed pixels of each val scene as samples (features = logits; src_acc and oracle are pixel accuracies there);
+each pick reports test mIoU.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class SegMethod(pl.LightningModule):
 
     def __init__(self, net: nn.Module, optimizer: Callable | None = None, poly_power: float | None = 0.9,
                  num_heads: int = 1, grid_images: int = 8, warmup_fraction: float = 0.0,
-                 head_lr_multiplier: float = 1.0):
+                 head_lr_multiplier: float = 1.0, pixels_per_image: int = 16):
         super().__init__()
         self.save_hyperparameters(ignore=["net", *OPTIMIZER_ARGS], logger=False)
         self.net, self.optimizer = net, optimizer
@@ -91,14 +93,33 @@ class SegMethod(pl.LightningModule):
         optimizer = self.optimizer(params=self.generator_parameters())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.poly_scheduler(optimizer), "interval": "step"}}
 
-    def _evaluate(self, batch, dataloader_idx: int, stage: str) -> None:
+    def sample_pixels(self, t: torch.Tensor) -> torch.Tensor:
+        """B x [K x] H x W -> (B * P) [x K]: the same P = pixels_per_image fixed pixel positions of every image,
+        the samples the snapshot validators score (a scene is mostly background: all its pixels would be
+        millions of near-duplicates)."""
+        flat = t.flatten(-2)
+        if getattr(self, "_pixels", None) is None or self._pixels.device != t.device:
+            g = torch.Generator().manual_seed(0)
+            self._pixels = torch.randperm(flat.shape[-1], generator=g)[: self.hparams.pixels_per_image].to(t.device)
+        picked = flat[..., self._pixels]
+        return picked.transpose(1, 2).reshape(-1, t.shape[1]) if t.dim() == 4 else picked.reshape(-1)
+
+    def embed(self, x: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of the sampled pixels, both the summed heads' logits (B * P) x K."""
+        logits = self.sample_pixels(self.segment(x))
+        return logits, logits
+
+    def _evaluate(self, batch, dataloader_idx: int, stage: str) -> dict:
         x, y = batch
         key = f"{stage}_{DOMAINS[dataloader_idx]}"
-        pred = self.segment(x).argmax(1)
+        logits = self.segment(x)
+        pred = logits.argmax(1)
         self.iou[key].update(pred, y.long())
         self.pixel_acc[key].update(pred, y.long())
         if stage == "test" and dataloader_idx == 1 and not hasattr(self, "_grid"):
             self._grid = (x[: self.hparams.grid_images], y[: self.hparams.grid_images], pred[: self.hparams.grid_images])
+        sampled = self.sample_pixels(logits)
+        return {"features": sampled, "logits": sampled, "labels": self.sample_pixels(y)}
 
     def _log_epoch(self, stage: str) -> None:
         for domain in DOMAINS:
@@ -115,7 +136,7 @@ class SegMethod(pl.LightningModule):
             self.pixel_acc[key].reset()
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        self._evaluate(batch, dataloader_idx, "val")
+        return self._evaluate(batch, dataloader_idx, "val")
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         self._evaluate(batch, dataloader_idx, "test")
