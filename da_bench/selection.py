@@ -98,32 +98,32 @@ def render_validator_table(gaps: dict) -> str:
 
 
 def hyperparameter_picks(runs: list[dict], key: str) -> dict:
-    """Each rule picks a hyperparameter value and a snapshot at once: among the runs of one (data, seed) that
-    differ in `key`, the run whose pick scores highest under the rule. {data: {rule: [(value, target metric of
-    that pick), one per seed]}}; the oracle's column is the upper bound. last_step has no score: not a rule here."""
+    """Each rule picks a hyperparameter value and a snapshot at once: among the runs of one method, pair and seed
+    that differ in `key`, the run whose pick scores highest under the rule. {"<method> <data>": {rule: [(value,
+    target metric of that pick), one per seed]}}; the oracle's is the upper bound. last_step has no score."""
     groups: dict = defaultdict(list)
     for r in runs:
         value = override_value(r, key)
         if value is not None and r.get("selections"):
-            groups[(r["data"], r.get("seed"))].append((value, r))
+            groups[(f"{r['method']} {r['data']}", str(r.get("seed")))].append((value, r))
     picks: dict = defaultdict(lambda: defaultdict(list))
-    for (data, _), members in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+    for (column, _), members in sorted(groups.items()):
         rules = set.intersection(*(set(r["selections"]) for _, r in members)) - {LAST_STEP}
         for rule in rules:
             value, run = max(members, key=lambda m: m[1]["selections"][rule]["score"])
-            picks[data][rule].append((value, run["selections"][rule][run.get("target_metric", "test/tgt_acc")]))
+            picks[column][rule].append((value, run["selections"][rule][run.get("target_metric", "test/tgt_acc")]))
     return picks
 
 
 def render_hyperparameter_picks(picks: dict, key: str) -> str:
-    datas = sorted(picks)
+    columns = sorted(picks)
     rules = order_rules({rule for per in picks.values() for rule in per})
-    head = f"| rule | " + " | ".join(f"{d}: {key} picked / target test" for d in datas) + " |\n|---|" + "---|" * len(datas)
+    head = "| rule | " + " | ".join(f"{c}: {key} / target test" for c in columns) + " |\n|---|" + "---|" * len(columns)
     lines = []
     for rule in rules:
         texts = []
-        for d in datas:
-            chosen = picks[d].get(rule, [])
+        for c in columns:
+            chosen = picks[c].get(rule, [])
             values = ", ".join(f"{v:g}" for v, _ in chosen)
             texts.append(f"{values} / {sum(a for _, a in chosen) / len(chosen):.4f} (n={len(chosen)})" if chosen else "—")
         lines.append(f"| {rule}{' (reads target labels)' if rule == 'oracle' else ''} | " + " | ".join(texts) + " |")

@@ -21,16 +21,23 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--table", default="wdgrl_weight", help="keep runs launched by this preset")
+    parser.add_argument("--method", default=None, help="keep this method's runs (needed when the table swept several)")
+    parser.add_argument("--name", default=None, help="output file name (default: the table's)")
     parser.add_argument("--key", default="method.weight")
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--out", default=None, help="write <out>/<table>.md")
     parser.add_argument("--header", default="", help="text put under the title (e.g. the command, the hardware)")
     args = parser.parse_args(argv)
     runs = [r for r in find_runs(args.run_dirs) if r.get("table") == args.table]
+    if args.method:
+        runs = [r for r in runs if r.get("method") == args.method]
     if not runs:
-        parser.error(f"no metrics.json of table {args.table} under {args.run_dirs}")
+        parser.error(f"no metrics.json of table {args.table}{' and method ' + args.method if args.method else ''} "
+                     f"under {args.run_dirs}")
+    if len(methods := sorted({r.get("method") for r in runs})) > 1:
+        parser.error(f"table {args.table} swept several methods ({', '.join(methods)}): choose one with --method")
     choice = largest_within_source_tolerance(runs, args.key, args.tolerance)
-    lines = [f"# {args.table}: {args.key} chosen without target labels\n", *([args.header.strip() + "\n"] if args.header.strip() else []),
+    lines = [f"# {args.name or args.table}: {runs[0].get('method')}'s {args.key} chosen without target labels\n", *([args.header.strip() + "\n"] if args.header.strip() else []),
              f"Rule: per pair, the largest {args.key} whose {SCORE} (source validation accuracy, last step) is within "
              f"{args.tolerance:.2f} of the {args.key}=0 run's (the same recipe without the adaptation loss); the "
              f"default is the smallest pick over the pairs. Target test accuracy is shown for the reader; the rule "
@@ -47,7 +54,7 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     if args.out:
-        path = Path(args.out) / f"{args.table}.md"
+        path = Path(args.out) / f"{args.name or args.table}.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(f"wrote {path}")

@@ -224,8 +224,10 @@ def test_each_rule_picks_a_hyperparameter_and_the_oracle_is_labelled():
 
     runs = [selection_run("mnist_usps", "wdgrl", 0, {"snd": (s, a), "oracle": (a, a)}, a, weight=w)
             for w, s, a in ((0.0, 2.0, 0.70), (0.1, 3.0, 0.80), (1.0, 1.0, 0.90))]
-    picks = hyperparameter_picks(runs, "method.weight")
-    assert picks["mnist_usps"]["snd"] == [(0.1, 0.80)] and picks["mnist_usps"]["oracle"] == [(1.0, 0.90)]
-    assert "last_step" not in picks["mnist_usps"]
+    ddc = selection_run("mnist_usps", "ddc", 0, {"snd": (9.0, 0.10), "oracle": (0.1, 0.10)}, 0.1, weight=0.5)
+    picks = hyperparameter_picks(runs + [ddc], "method.weight")  # another method's sweep stays apart
+    assert picks["wdgrl mnist_usps"]["snd"] == [(0.1, 0.80)] and picks["wdgrl mnist_usps"]["oracle"] == [(1.0, 0.90)]
+    assert "last_step" not in picks["wdgrl mnist_usps"] and picks["ddc mnist_usps"]["snd"] == [(0.5, 0.10)]
     text = render_hyperparameter_picks(picks, "method.weight")
-    assert "| snd | 0.1 / 0.8000 (n=1) |" in text and "| oracle (reads target labels) | 1 / 0.9000 (n=1) |" in text
+    assert "| snd | 0.5 / 0.1000 (n=1) | 0.1 / 0.8000 (n=1) |" in text
+    assert "| oracle (reads target labels) | 0.5 / 0.1000 (n=1) | 1 / 0.9000 (n=1) |" in text
