@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Framework overhead per training step: da_bench's DANN next to a plain PyTorch loop of the same update.
+
+    python scripts/bench_overhead.py                       # CPU, MNIST -> MNIST-M, 300 timed steps, 3 rounds
+    python scripts/bench_overhead.py --threads 1 --out results/overhead.md
+
+Three paths, measured in turns (plain, bare, full; `--rounds` times) in one process on the same resident data:
+- plain: a hand-written loop (random batches of 32 + 32 by index, DANN's forward, gradient reversal with
+  lambda_p, the annealed learning rate, SGD with momentum), no framework;
+- bare: da_bench's DANN LightningModule under a Trainer with no logger, checkpoint or progress bar;
+- full: train.py's trainer and callbacks as configured (CSV logger, checkpoints every 1,000 steps, progress bar,
+  FiniteGuard, snapshots; validation off), i.e. what a user's run pays per step.
+Each timing skips --warmup steps. The ratio full / plain is issue #12's CPU criterion (<= 1.10).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+
+from da_bench.callbacks import TrainingClock  # noqa: E402
+from da_bench.checkpoints import AtomicCheckpointIO  # noqa: E402
+from da_bench.losses import dann_lambda  # noqa: E402
+from da_bench.provenance import cpu_name, git_commit  # noqa: E402
+from da_bench.run_dir import register_resolvers  # noqa: E402
+
+
+def config(args, out_dir: str, steps: int):
+    overrides = ["method=dann", f"data={args.pair}", f"paths.data_dir={args.data_dir}", f"paths.output_dir={out_dir}",
+                 f"paths.log_dir={out_dir}", f"trainer.max_steps={steps}", "trainer.val_check_interval=1000000"]
+    with initialize_config_dir(str(REPO / "da_bench" / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+class StepTimer(pl.Callback):
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.ms = warmup, None, None
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, *args):
+        self.ms = (time.perf_counter() - self.start) / (trainer.global_step - self.warmup) * 1000
+
+
+def plain(cfg, datamodule, args) -> float:
+    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    net, domain_loss, total = method.net, method.domain_loss, cfg.trainer.max_steps
+    hp = cfg.method
+    optimizer = torch.optim.SGD(method.parameters(), lr=hp.optimizer.lr, momentum=hp.optimizer.momentum)
+    (xs, ys), (xt, _) = datamodule.splits["src_train"], datamodule.splits["tgt_train"]
+    batch, g = datamodule.batch_size, torch.Generator().manual_seed(0)
+
+    def step(i: int) -> None:
+        a, b = torch.randint(len(xs), (batch,), generator=g), torch.randint(len(xt), (batch,), generator=g)
+        x_s, y_s, x_t = datamodule.normalise(xs[a]), ys[a], datamodule.normalise(xt[b])
+        features = net.encoder(torch.cat([x_s, x_t]))
+        p = i / total
+        loss = F.cross_entropy(net.classifier(features[:batch]), y_s)
+        loss = loss + domain_loss(features[:batch], features[batch:], dann_lambda(p, hp.gamma))[0]
+        for group in optimizer.param_groups:
+            group["lr"] = hp.optimizer.lr / (1 + hp.lr_schedule.alpha * p) ** hp.lr_schedule.beta
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for i in range(args.warmup):
+        step(i)
+    start = time.perf_counter()
+    for i in range(args.warmup, total):
+        step(i)
+    return (time.perf_counter() - start) / (total - args.warmup) * 1000
+
+
+def lightning(cfg, datamodule, args, full: bool) -> float:
+    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    timer = StepTimer(args.warmup)
+    if full:
+        callbacks = [timer, TrainingClock(), *(instantiate(c) for c in cfg.callbacks.values())]
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()],
+                              plugins=[AtomicCheckpointIO()], limit_val_batches=0)
+    else:
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps, max_epochs=-1, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(method, datamodule=datamodule)
+    return timer.ms
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pair", default="mnist_mnistm")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--data-dir", default=os.environ.get("DA_BENCH_DATA", "data"))
+    parser.add_argument("--out", default=None, help="write the table here (markdown)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    register_resolvers()
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    pl.seed_everything(0, verbose=False)
+    tmp = tempfile.mkdtemp(prefix="da_bench_overhead_")
+    cfg = config(args, tmp, args.warmup + args.steps)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup()
+    times = {"plain": [], "bare": [], "full": []}
+    for r in range(args.rounds):
+        times["plain"].append(plain(cfg, datamodule, args))
+        times["bare"].append(lightning(cfg, datamodule, args, full=False))
+        times["full"].append(lightning(config(args, f"{tmp}/full{r}", args.warmup + args.steps), datamodule, args, True))
+        print(" | ".join(f"{k} {v[-1]:.2f} ms" for k, v in times.items()), flush=True)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    rows = [f"| {k} | {median[k]:.2f} | {', '.join(f'{t:.2f}' for t in v)} | {median[k] / median['plain']:.3f} |"
+            for k, v in times.items()]
+    text = (f"# Framework overhead per step (DANN, {args.pair})\n\n"
+            f"Command: `python scripts/bench_overhead.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n"
+            f"Commit: {git_commit()}; {cpu_name()}; torch {torch.__version__}, {args.threads} thread(s); batch "
+            f"{datamodule.batch_size} + {datamodule.batch_size}; {args.warmup} warm-up + {args.steps} timed steps, "
+            f"{args.rounds} rounds in turns.\n\n| path | median ms / step | rounds | / plain |\n|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+    print("\n" + text)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
