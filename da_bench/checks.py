@@ -15,6 +15,7 @@ class ConfigError(ValueError):
 # key: (type, minimum or None); None values are allowed where the key is optional
 RULES = {
     "seed": (int, 0),
+    "snapshots": (int, 1),
     "trainer.max_steps": (int, 1),
     "trainer.val_check_interval": (int, 1),
     "trainer.log_every_n_steps": (int, 1),

@@ -41,7 +41,8 @@ def test_a_diverged_run_writes_no_result_and_no_broken_checkpoint(fixture_data, 
 @pytest.mark.parametrize("override, key", [("seed=-1", "seed=-1"), ("trainer.max_steps=abc", "trainer.max_steps='abc'"),
                                            ("trainer.max_steps=0", "trainer.max_steps=0"),
                                            ("data.batch_size=0", "data.batch_size=0"),
-                                           ("data.batch_size=-4", "data.batch_size=-4")])
+                                           ("data.batch_size=-4", "data.batch_size=-4"),
+                                           ("snapshots=0", "snapshots=0")])
 def test_bad_values_are_named_before_any_data_is_read(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
         train(make_cfg(tmp_path / "no-data-here", tmp_path, [override]))
