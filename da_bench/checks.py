@@ -16,6 +16,7 @@ class ConfigError(ValueError):
 RULES = {
     "seed": (int, 0),
     "snapshots": (int, 1),
+    "jobs_per_gpu": (int, 1),
     "trainer.max_steps": (int, 1),
     "trainer.val_check_interval": (int, 1),
     "trainer.log_every_n_steps": (int, 1),

@@ -1,8 +1,9 @@
 """One GPU per worker process when a grid runs its jobs in parallel on one machine (launcher=per_gpu).
 
-Each worker process claims the first free slot 0..slots-1 by taking an exclusive lock on a file in the
-machine's temp directory, keeps it for its lifetime (the OS drops the lock when the process ends) and sets
-CUDA_VISIBLE_DEVICES to that slot before CUDA starts, so every job it runs sees only its GPU.
+There are gpus x jobs_per_gpu slots. Each worker process claims the first free slot by taking an exclusive
+lock on a file in the machine's temp directory, keeps it for its lifetime (the OS drops the lock when the
+process ends) and sets CUDA_VISIBLE_DEVICES to the slot's GPU (slot mod gpus) before CUDA starts, so every job
+it runs sees only its GPU, and jobs_per_gpu small runs share each GPU (one small run leaves a GPU mostly idle).
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from pathlib import Path
 _claimed: tuple[int, object] | None = None
 
 
-def claim_gpu_slot(slots: int, lock_dir: str | Path | None = None) -> int:
-    """The slot this process holds (claiming one on the first call); CUDA_VISIBLE_DEVICES is set to it."""
+def claim_gpu_slot(gpus: int, lock_dir: str | Path | None = None, jobs_per_gpu: int = 1) -> int:
+    """The GPU this process's slot maps to (claiming a slot on the first call); CUDA_VISIBLE_DEVICES is set to it."""
     global _claimed
     if _claimed is not None:
         return _claimed[0]
     lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "da_bench_gpu_slots")
     lock_dir.mkdir(parents=True, exist_ok=True)
+    slots = gpus * max(1, jobs_per_gpu)
     for slot in range(slots):
         handle = open(lock_dir / f"gpu{slot}.lock", "w")
         try:
@@ -28,7 +30,8 @@ def claim_gpu_slot(slots: int, lock_dir: str | Path | None = None) -> int:
         except BlockingIOError:
             handle.close()
             continue
-        _claimed = (slot, handle)
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot)
-        return slot
-    raise RuntimeError(f"all {slots} GPU slots in {lock_dir} are taken: more parallel jobs than gpu_slots")
+        _claimed = (slot % gpus, handle)
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        return slot % gpus
+    raise RuntimeError(f"all {slots} GPU slots in {lock_dir} are taken: more parallel jobs than "
+                       "gpu_slots x jobs_per_gpu")

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 # overrides that do not change what a run measures, or that are already part of its directory
 NEUTRAL_PREFIXES = ("method=", "data=", "seed=", "table=", "paths.", "callbacks.progress_bar", "logger", "rerun=",
                     "download=", "ckpt_path=", "hydra.", "trainer.accelerator=",
-                    "trainer.enable_progress_bar=", "launcher=", "gpu_slots=", "table_name=")
+                    "trainer.enable_progress_bar=", "launcher=", "gpu_slots=", "jobs_per_gpu=", "table_name=")
 
 
 def measured_overrides(overrides) -> list[str]:
@@ -53,7 +53,8 @@ def steps_per_snapshot(max_steps: int, snapshots: int) -> int:
 
 
 def register_resolvers() -> None:
-    for name, fn in (("run_suffix", run_suffix), ("run_hash", run_hash), ("steps_per_snapshot", steps_per_snapshot)):
+    for name, fn in (("run_suffix", run_suffix), ("run_hash", run_hash), ("steps_per_snapshot", steps_per_snapshot),
+                     ("product", lambda a, b: int(a) * int(b))):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -75,7 +75,7 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.rerun and not launched_by_ddp() and (archived := archive_run(out_dir)):
         log.info("rerun=true: the earlier run's files moved to %s", archived)
     if cfg.gpu_slots:
-        log.info("GPU slot %d (CUDA_VISIBLE_DEVICES)", claim_gpu_slot(cfg.gpu_slots))
+        log.info("GPU %d (CUDA_VISIBLE_DEVICES)", claim_gpu_slot(cfg.gpu_slots, jobs_per_gpu=cfg.jobs_per_gpu))
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)

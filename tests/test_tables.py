@@ -96,6 +96,8 @@ def test_launcher_presets_compose(fixture_data, tmp_path, launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "per_gpu":
         assert cfg.hydra.launcher.n_jobs == 4
+        packed = make_cfg(fixture_data, tmp_path, ["launcher=per_gpu", "gpu_slots=1", "jobs_per_gpu=8"], debug=None)
+        assert packed.hydra.launcher.n_jobs == 8
     else:
         assert cfg.hydra.launcher.gpus_per_node == 1
 
@@ -231,3 +233,19 @@ def test_each_rule_picks_a_hyperparameter_and_the_oracle_is_labelled():
     text = render_hyperparameter_picks(picks, "method.weight")
     assert "| snd | 0.5 / 0.1000 (n=1) | 0.1 / 0.8000 (n=1) |" in text
     assert "| oracle (reads target labels) | 0.5 / 0.1000 (n=1) | 1 / 0.9000 (n=1) |" in text
+
+
+def test_jobs_per_gpu_share_each_gpu(tmp_path, monkeypatch):
+    from da_bench import devices
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # restored afterwards: the claims set it
+    held = []
+    for _ in range(4):  # four worker processes, simulated: each keeps its lock
+        monkeypatch.setattr(devices, "_claimed", None)
+        held.append(devices.claim_gpu_slot(2, tmp_path, jobs_per_gpu=2))
+        held.append(devices._claimed[1])
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == str(held[-2])
+    assert held[0::2] == [0, 1, 0, 1]
+    monkeypatch.setattr(devices, "_claimed", None)
+    with pytest.raises(RuntimeError, match="gpu_slots x jobs_per_gpu"):
+        devices.claim_gpu_slot(2, tmp_path, jobs_per_gpu=2)
