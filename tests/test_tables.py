@@ -249,3 +249,19 @@ def test_jobs_per_gpu_share_each_gpu(tmp_path, monkeypatch):
     monkeypatch.setattr(devices, "_claimed", None)
     with pytest.raises(RuntimeError, match="gpu_slots x jobs_per_gpu"):
         devices.claim_gpu_slot(2, tmp_path, jobs_per_gpu=2)
+
+
+def test_run_packed_runs_a_preset_grid_k_at_a_time(fixture_data, tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    from run_packed import grid
+
+    assert grid("smoke", ["seed=5", "trainer.max_steps=2"])[0] == [
+        "method=source_only", "data=usps_mnist", "seed=5", "trainer.max_steps=2", "trainer.val_check_interval=3",
+        "data.batch_size=8", "table_name=smoke"]
+    result = subprocess.run([sys.executable, "scripts/run_packed.py", "smoke", "--jobs", "2", "method=dann",
+                             f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "--log-dir",
+                             str(tmp_path / "packed")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "table=smoke: 2 runs, 0 failed" in result.stdout
+    runs = find_runs([tmp_path / "runs"])
+    assert sorted((r["method"], r["seed"], r["table"]) for r in runs) == [("dann", 0, "smoke"), ("dann", 1, "smoke")]
