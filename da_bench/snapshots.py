@@ -13,7 +13,7 @@ is scored at the end of training. The weights of the snapshots some rule current
 and, with callbacks.snapshots.save_dir=<dir>, writes each rule's picked weights to <dir>/pick_<rule>.pt.
 
 Only `oracle` reads target labels. Segmentation methods are scored on a fixed sample of pixels per val scene
-(SegMethod.sample_pixels) and their picks report test mIoU. Ties keep the earlier snapshot.
+(methods/tasks.py: Segmentation.sample_pixels) and their picks report test mIoU. Ties keep the earlier snapshot.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
-from torchmetrics.classification import MulticlassJaccardIndex
 
 from da_bench.validators import VALIDATORS, Snapshot, score_all
 
@@ -40,7 +39,7 @@ def supported(method: pl.LightningModule) -> bool:
 def outputs(method, loader, domain: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(features, logits, labels) of a whole eval loader, on the CPU."""
     feats, logits, labels = [], [], []
-    sample = getattr(method, "sample_pixels", lambda y: y)  # segmentation: the labels of the sampled pixels
+    sample = getattr(method.task, "sample_pixels", lambda y: y)  # segmentation: the sampled pixels' labels
     for x, y in loader:
         f, z = method.embed(x.to(method.device), domain)
         feats.append(f.float().cpu()), logits.append(z.float().cpu()), labels.append(sample(y.to(method.device)).cpu())
@@ -126,7 +125,7 @@ class SnapshotSelection(pl.Callback):
         try:
             for step in sorted({b["step"] for b in self.best.values()}):
                 method.load_state_dict(self.weights[step])
-                tested[step] = test_accuracy(method, test_loaders)
+                tested[step] = test_scores(method, test_loaders)
         finally:
             method.load_state_dict(current)
         for rule, pick in self.best.items():
@@ -145,27 +144,14 @@ class SnapshotSelection(pl.Callback):
         self.weights = {int(s): w for s, w in state_dict["weights"].items()}
 
 
-@torch.no_grad()
-def test_accuracy(method, loaders) -> dict[str, float]:
-    """{'test/src_acc', 'test/tgt_acc'}, or for a segmentation method {'test/src_miou', 'test/tgt_miou'}."""
+def test_scores(method, loaders) -> dict[str, float]:
+    """The task's test metrics (accuracy, or mIoU) of the method's current weights, in eval mode."""
     was_training = method.training
     method.eval()
-    result = {}
-    segmenting = hasattr(method, "segment")
-    for loader, domain in zip(loaders, ("src", "tgt")):
-        if segmenting:
-            iou = MulticlassJaccardIndex(method.num_classes, average="none").to(method.device)
-            for x, y in loader:
-                iou.update(method.segment(x.to(method.device)).argmax(1), y.to(method.device).long())
-            result[f"test/{domain}_miou"] = iou.compute().mean().item()
-            continue
-        correct = total = 0
-        for x, y in loader:
-            correct += (method.classify(x.to(method.device), domain).argmax(1).cpu() == y.cpu()).sum().item()
-            total += len(y)
-        result[f"test/{domain}_acc"] = correct / max(1, total)
-    method.train(was_training)
-    return result
+    try:
+        return method.task.test_scores(method, loaders)
+    finally:
+        method.train(was_training)
 
 
 def find(callbacks) -> SnapshotSelection | None:
