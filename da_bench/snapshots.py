@@ -77,6 +77,10 @@ class SnapshotSelection(pl.Callback):
         self.pending = {"src": [], "tgt": []} if during_fit and self.usable(pl_module) else None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self.pending is not None and not isinstance(outputs, dict):  # a validation_step that returns nothing
+            log.warning("snapshots: %s.validation_step returned no outputs; this validation is not scored",
+                        type(pl_module).__name__)
+            self.pending = None
         if self.pending is not None:
             self.pending[("src", "tgt")[dataloader_idx]].append(
                 (outputs["features"].float().cpu(), outputs["logits"].float().cpu(), outputs.get("labels", batch[1]).cpu()))
