@@ -123,7 +123,10 @@ def test_selection_names_the_reported_rule(fixture_data, tmp_path):
 
 
 def test_segmentation_snapshots_score_sampled_pixels_and_report_miou(fixture_data, tmp_path):
-    metrics = train(make_cfg(fixture_data, tmp_path, ["method=clan", "data=mnist_mnistm_seg", "selection=entropy"]))
+    from tests.test_segmentation import SMALL_SCENES
+
+    metrics = train(make_cfg(fixture_data, tmp_path, ["method=clan", "data=mnist_mnistm_seg", "selection=entropy",
+                                                      *SMALL_SCENES]))
     assert metrics["target_metric"] == "test/tgt_miou" and len(metrics["snapshots"]) == 2  # steps 3 and 6
     assert set(metrics["selections"]) == {"last_step", *VALIDATORS}
     for rule, pick in metrics["selections"].items():
