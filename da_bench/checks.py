@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from da_bench.snapshots import LAST_STEP
-from da_bench.validators import VALIDATORS
+from da_bench.validators import LAST_STEP, SELECTION_RULES
 
 
 class ConfigError(ValueError):
@@ -37,9 +36,8 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r}: expected {'an integer' if kind is int else kind.__name__}")
         if minimum is not None and value < minimum:
             raise ConfigError(f"{key}={value}: must be >= {minimum}")
-    rules = [LAST_STEP, *VALIDATORS]
-    if cfg.get("selection", LAST_STEP) not in rules:
-        raise ConfigError(f"selection={cfg.selection!r}: expected one of {', '.join(rules)}")
+    if cfg.get("selection", LAST_STEP) not in SELECTION_RULES:
+        raise ConfigError(f"selection={cfg.selection!r}: expected one of {', '.join(SELECTION_RULES)}")
     for side in ("source", "target"):
         val_size = OmegaConf.select(cfg, f"data.{side}.val_size")
         if val_size is not None and (not isinstance(val_size, int) or val_size < 0):

@@ -6,7 +6,7 @@ method's validation_step returns on the source and target val splits (no second 
 them with every rule of `da_bench.validators` and logs select/<rule>. If the last step was not validated it
 is scored at the end of training. The weights of the snapshots some rule currently ranks best stay in memory
 (one copy per distinct step; they travel in the checkpoint, so a resumed run keeps its picks). After training,
-`selections` reads the test sets once per picked snapshot and returns, for each rule,
+`selections` reads the test sets once per picked snapshot (the last one was tested already) and returns, per rule,
 
     {"step": s, "score": v, "test/tgt_acc": a, "test/src_acc": b, "uses_target_labels": bool}
 
@@ -25,10 +25,9 @@ from typing import Sequence
 import pytorch_lightning as pl
 import torch
 
-from da_bench.validators import VALIDATORS, Snapshot, score_all
+from da_bench.validators import LAST_STEP, VALIDATORS, Snapshot, score_all  # noqa: F401  (LAST_STEP re-exported)
 
 log = logging.getLogger(__name__)
-LAST_STEP = "last_step"
 
 
 def supported(method: pl.LightningModule) -> bool:
@@ -39,10 +38,10 @@ def supported(method: pl.LightningModule) -> bool:
 def outputs(method, loader, domain: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(features, logits, labels) of a whole eval loader, on the CPU."""
     feats, logits, labels = [], [], []
-    sample = getattr(method.task, "sample_pixels", lambda y: y)  # segmentation: the sampled pixels' labels
     for x, y in loader:
         f, z = method.embed(x.to(method.device), domain)
-        feats.append(f.float().cpu()), logits.append(z.float().cpu()), labels.append(sample(y.to(method.device)).cpu())
+        feats.append(f.float().cpu()), logits.append(z.float().cpu())
+        labels.append(method.task.snapshot_labels(y.to(method.device)).cpu())
     return torch.cat(feats), torch.cat(logits), torch.cat(labels).long()
 
 
@@ -83,7 +82,7 @@ class SnapshotSelection(pl.Callback):
             self.pending = None
         if self.pending is not None:
             self.pending[("src", "tgt")[dataloader_idx]].append(
-                (outputs["features"].float().cpu(), outputs["logits"].float().cpu(), outputs.get("labels", batch[1]).cpu()))
+                (outputs["features"].float().cpu(), outputs["logits"].float().cpu(), outputs["labels"].cpu()))
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if self.pending:
@@ -119,15 +118,16 @@ class SnapshotSelection(pl.Callback):
 
     def selections(self, method, test_loaders, last: dict) -> dict[str, dict]:
         """{rule: pick} with test metrics of each picked snapshot, plus 'last_step' from `last` (the test metrics
-        the run already computed at the last step). The method's own weights are restored afterwards."""
-        result = {LAST_STEP: {"step": self.history[-1]["step"] if self.history else None, "score": None, **last,
-                              "uses_target_labels": False}}
+        the run already computed at the last step, i.e. for the last snapshot's weights, which the method holds
+        now: not tested again). The method's own weights are restored afterwards."""
+        final = self.history[-1]["step"] if self.history else None
+        result = {LAST_STEP: {"step": final, "score": None, **last, "uses_target_labels": False}}
         if not self.best:
             return result
         current = {k: v.detach().clone() for k, v in method.state_dict().items()}
-        tested = {}
+        tested = {final: last}  # the last snapshot holds the method's current weights, already tested
         try:
-            for step in sorted({b["step"] for b in self.best.values()}):
+            for step in sorted({b["step"] for b in self.best.values()} - {final}):
                 method.load_state_dict(self.weights[step])
                 tested[step] = test_scores(method, test_loaders)
         finally:

@@ -16,8 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from da_bench.run_dir import measured_overrides
-from da_bench.snapshots import LAST_STEP
-from da_bench.validators import VALIDATORS
+from da_bench.validators import LAST_STEP, SELECTION_RULES
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 
@@ -203,8 +202,8 @@ def describe(runs: list[dict]) -> str:
 
 def order_rules(rules) -> list[str]:
     """last_step first, then the validators in VALIDATORS' order (the oracle last), then anything else."""
-    known = [LAST_STEP, *VALIDATORS]
-    return sorted(rules, key=lambda r: (known.index(r) if r in known else len(known), r))
+    rank = {rule: i for i, rule in enumerate(SELECTION_RULES)}
+    return sorted(rules, key=lambda r: (rank.get(r, len(rank)), r))
 
 
 def write_tables(runs: list[dict], out_dir: Path, name: str, table: str | None = None, header: str = "",

@@ -51,7 +51,12 @@ class Classification(nn.Module):
         metric = self.accuracy[f"{stage}_{domain}"]
         metric.update(logits, y)
         method.log(metric_key(stage, domain, "acc"), metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
-        return {"features": features, "logits": logits, "labels": y}
+        return {"features": features, "logits": logits, "labels": self.snapshot_labels(y)}
+
+    @staticmethod
+    def snapshot_labels(y: torch.Tensor) -> torch.Tensor:
+        """The labels of the samples `embed` returns: one per image."""
+        return y
 
     def end_epoch(self, method, stage: str) -> None:
         pass  # the accuracy objects are logged per epoch by Lightning
@@ -111,7 +116,11 @@ class Segmentation(nn.Module):
         if stage == "test" and domain == "tgt" and self._grid is None:
             self._grid = (x[: self.grid_images], y[: self.grid_images], pred[: self.grid_images])
         sampled = self.sample_pixels(logits)
-        return {"features": sampled, "logits": sampled, "labels": self.sample_pixels(y)}
+        return {"features": sampled, "logits": sampled, "labels": self.snapshot_labels(y)}
+
+    def snapshot_labels(self, y: torch.Tensor) -> torch.Tensor:
+        """The labels of the samples `embed` returns: those of the sampled pixels."""
+        return self.sample_pixels(y)
 
     def end_epoch(self, method, stage: str) -> None:
         for domain in DOMAINS:
