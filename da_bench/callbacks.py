@@ -18,16 +18,17 @@ def nonfinite_parameters(module: torch.nn.Module) -> list[str]:
 
 
 class FiniteGuard(pl.Callback):
-    """Stops training when a logged train/* value (every loss a method logs) is NaN or inf for more than
-    `patience` consecutive checks, one check every `every_n_steps` steps (a host sync each; NaN weights
-    stay NaN, so a sparse check still catches them). Weights are checked before every checkpoint, so a
-    broken state is never written as one."""
+    """Stops training when a train/* value the method logged (every loss) is NaN or inf for more than
+    `patience` consecutive checks. Methods log on the steps Lightning writes to the loggers (every
+    trainer.log_every_n_steps: Method.log_train), so the check runs on those steps, on fresh values (a host
+    sync each; NaN weights stay NaN, so a sparse check still catches them). Weights are checked before every
+    checkpoint, so a broken state is never written as one."""
 
-    def __init__(self, every_n_steps: int = 10, patience: int = 0):
-        self.every_n_steps, self.patience, self.strikes = max(1, every_n_steps), patience, 0
+    def __init__(self, patience: int = 0):
+        self.patience, self.strikes = patience, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step % self.every_n_steps:
+        if not trainer._logger_connector.should_update_logs:  # the same test as Method.log_train
             return
         bad = sorted(k for k, v in trainer.callback_metrics.items()
                      if k.startswith("train/") and not math.isfinite(float(v)))
@@ -39,6 +40,26 @@ class FiniteGuard(pl.Callback):
         bad = nonfinite_parameters(pl_module)
         if bad:
             raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at step {trainer.global_step}")
+
+
+class ChannelsLast(pl.Callback):
+    """Keeps the method's 4-d weights (convolutions) in channels-last (NHWC) memory from the start of fit,
+    validation and test; every convolution then computes in that layout whatever the input's. The same
+    model and the same batches: only the float rounding differs. Measured on the 2-core CPU, one thread,
+    forward + backward + SGD (results/bench.md): LeNet at batch 256 1.7x faster, DANN's MNIST net at
+    batch 64 1.2x. Parameters are converted in place (`param.data`), so optimisers built before keep them."""
+
+    def _convert(self, pl_module: pl.LightningModule) -> None:
+        pl_module.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self, trainer, pl_module):
+        self._convert(pl_module)
+
+    def on_validation_start(self, trainer, pl_module):
+        self._convert(pl_module)
+
+    def on_test_start(self, trainer, pl_module):
+        self._convert(pl_module)
 
 
 class CheckpointOnInterrupt(pl.Callback):

@@ -2,7 +2,8 @@
 """Training throughput: steps/s and images/s per method and pair, device-resident data vs the DataLoader path.
 
     python scripts/bench.py                                  # CPU: source_only, dann, adda x mnist_mnistm, svhn_mnist
-    python scripts/bench.py --device cuda --precision 32-true bf16-mixed --channels-last
+    python scripts/bench.py --device cuda --precision 32-true bf16-mixed
+    python scripts/bench.py --paths resident --layouts nchw channels_last --pairs mnist_mnistm mnist_usps
     python scripts/bench.py --steps 300 --out results/bench.md
 
 Each cell trains the real method with the pair's config (net, batch size per domain) for --warmup steps
@@ -29,6 +30,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
+from da_bench.callbacks import ChannelsLast  # noqa: E402
 from da_bench.data.files import DataError  # noqa: E402
 from da_bench.run_dir import register_resolvers  # noqa: E402
 from da_bench.provenance import cpu_name, git_commit  # noqa: E402
@@ -89,15 +91,12 @@ def use_pil_pipeline(datamodule, workers):
     datamodule.train_dataloader = lambda: (LoaderBatches(loaders) if expose else HideTargetLabels(LoaderBatches(loaders)))
 
 
-class ChannelsLast(pl.Callback):
-    def on_fit_start(self, trainer, pl_module):
-        pl_module.to(memory_format=torch.channels_last)
-
-
 PATHS = ("resident", "dataloader", "torchvision")
+LAYOUTS = ("nchw", "channels_last")
 
 
-def measure(data_root, method, pair, path, args, precision, out_dir):
+def measure(data_root, method, pair, path, args, precision, out_dir, channels_last: bool) -> float:
+    """Training steps per second of one cell."""
     resident = path == "resident"
     overrides = [f"method={method}", f"data={pair}", f"paths.data_dir={data_root}", f"paths.output_dir={out_dir}",
                  f"data.resident={str(resident).lower()}", f"data.num_workers={0 if resident else args.workers}"]
@@ -116,10 +115,9 @@ def measure(data_root, method, pair, path, args, precision, out_dir):
                          default_root_dir=out_dir,
                          precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         callbacks=[timer] + ([ChannelsLast()] if args.channels_last else []))
+                         callbacks=[timer] + ([ChannelsLast()] if channels_last else []))
     trainer.fit(module, datamodule=datamodule)
-    steps_per_s = args.steps / timer.seconds
-    return steps_per_s, steps_per_s * 2 * datamodule.batch_size
+    return args.steps / timer.seconds
 
 
 def hardware(device: str) -> str:
@@ -134,7 +132,9 @@ def main(argv=None):
     parser.add_argument("--pairs", nargs="+", default=["mnist_mnistm", "svhn_mnist"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", nargs="+", default=["32-true"])
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="data paths to time")
+    parser.add_argument("--layouts", nargs="+", default=["channels_last"], choices=LAYOUTS,
+                        help="memory layouts of the conv weights to time (channels_last: the training default)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the DataLoader path")
@@ -146,7 +146,7 @@ def main(argv=None):
 
     tmp = Path(tempfile.mkdtemp(prefix="da_bench_bench_"))
     synthetic_root = None
-    rows = []
+    rows, columns = [], [(path, layout) for path in args.paths for layout in args.layouts]
     for pair in args.pairs:
         root, source = Path(args.data_dir), "real"
         if not (root / FIRST_FILE[pair]).exists():
@@ -158,34 +158,30 @@ def main(argv=None):
             root, source = synthetic_root, "synthetic"
         for method in args.methods:
             for precision in args.precision:
-                cell = {}
-                for path in PATHS:
-                    try:
-                        cell[path] = measure(root, method, pair, path, args, precision, tmp / "run")
-                    except DataError as err:
-                        print(f"skip {pair}: {err}", file=sys.stderr)
-                        break
-                if len(cell) < len(PATHS):
-                    continue
-                (r_steps, r_imgs), (l_steps, _), (t_steps, _) = (cell[p] for p in PATHS)
-                row = (method, pair, source, precision, r_steps, r_imgs, l_steps, t_steps, r_steps / l_steps,
-                       r_steps / t_steps)
-                rows.append(row)
-                print("{:12s} {:14s} {:9s} {:10s} resident {:7.1f} steps/s ({:6.0f} img/s) | DataLoader {:7.1f} | "
-                      "torchvision {:7.1f} | x{:.2f} x{:.2f}".format(*row), flush=True)
+                try:
+                    speed = [measure(root, method, pair, path, args, precision, tmp / "run", layout == "channels_last")
+                             for path, layout in columns]
+                except DataError as err:
+                    print(f"skip {pair}: {err}", file=sys.stderr)
+                    break
+                rows.append((method, pair, source, precision, *speed, *(s / speed[0] for s in speed[1:])))
+                print(" | ".join(f"{v:.2f}" if isinstance(v, float) else v for v in rows[-1]), flush=True)
 
-    commit = git_commit()
-    table = ["| method | pair | data | precision | resident steps/s | resident img/s | DataLoader steps/s | "
-             "torchvision steps/s | resident / DataLoader | resident / torchvision |", "|---|---|---|---|---|---|---|---|---|---|"]
-    table += ["| {} | {} | {} | {} | {:.1f} | {:.0f} | {:.1f} | {:.1f} | {:.2f}x | {:.2f}x |".format(*r) for r in rows]
+    names = [f"{path} {layout}" for path, layout in columns]
+    table = ["| method | pair | data | precision | " + " | ".join(f"{n} steps/s" for n in names)
+             + "".join(f" | {n} / {names[0]}" for n in names[1:]) + " |",
+             "|---" * (4 + 2 * len(names) - 1) + "|"]
+    table += ["| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else v for v in r) + " |" for r in rows]
     text = (f"# Training throughput\n\nCommand: `python scripts/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}`\n"
-            f"Commit: {commit}; device: {args.device} ({hardware(args.device)}); torch {torch.__version__}; "
+            f"Commit: {git_commit()}; device: {args.device} ({hardware(args.device)}); torch {torch.__version__}; "
             f"{args.warmup} warm-up + {args.steps} timed steps per cell; DataLoader path with "
-            f"{args.workers} workers; channels_last: {args.channels_last}.\n"
-            f"Batch = the pair's batch_size per domain (images/s counts source + target).\n"
+            f"{args.workers} workers.\n"
+            f"Batch = the pair's batch_size per domain (images/s = steps/s x 2 x batch).\n"
             f"Paths: resident = data.resident=true (uint8 on the device, batched indexing + normalisation); "
-            f"DataLoader = data.resident=false (per-sample uint8 tensors, default collate); torchvision = the common "
-            f"alternative, a PIL image per sample through ToTensor + Normalize (bench only).\n\n" + "\n".join(table) + "\n")
+            f"dataloader = data.resident=false (per-sample uint8 tensors, default collate); torchvision = the common "
+            f"alternative, a PIL image per sample through ToTensor + Normalize (bench only). Layouts: nchw, or "
+            f"channels_last (conv weights in NHWC memory, callbacks.channels_last: the training default).\n\n"
+            + "\n".join(table) + "\n")
     print("\n" + text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

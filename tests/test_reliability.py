@@ -22,7 +22,7 @@ from tests.helpers import make_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 DIVERGE = ["method=source_only", "method.optimizer.lr=1e6", "method.lr_schedule=null",
-           "callbacks.finite_guard.every_n_steps=1"]
+           "trainer.log_every_n_steps=1"]
 
 
 def cli(args, cwd=REPO, module=True, **kw):
@@ -83,7 +83,7 @@ def test_a_sigterm_stops_a_grid_with_a_report_and_a_nonzero_exit(fixture_data, t
     assert not list(tmp_path.rglob("metrics.json"))
     # a grid where one job fails goes on, reports it and exits 1
     result = cli(["-m", "method.optimizer.lr=1e6,0.01", "method=source_only", "method.lr_schedule=null",
-                  "callbacks.finite_guard.every_n_steps=1", f"paths.data_dir={fixture_data}",
+                  "trainer.log_every_n_steps=1", f"paths.data_dir={fixture_data}",
                   f"paths.log_dir={tmp_path / 'g2'}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"])
     assert result.returncode == 1 and "1 done, 1 failed" in result.stderr, result.stderr[-2000:]
     assert len(list((tmp_path / "g2").rglob("metrics.json"))) == 1

@@ -149,7 +149,7 @@ def test_clan_trains_each_head_as_a_classifier_and_keeps_the_weight_map_gradient
     assert clan.segmentation_loss(logits, labels).item() != pytest.approx(
         F.cross_entropy(logits[0] + logits[1], labels).item(), rel=1e-3)
     clan.trainer = type("T", (), {"max_steps": 100, "global_step": 50})()  # past the preheat
-    clan.log = lambda *a, **k: None
+    clan.log_train = lambda *a, **k: None
     weight = clan.pixel_weight(logits)
     weight.sum().backward()
     assert logits[0].grad is not None and logits[0].grad.abs().sum() > 0  # the map carries a gradient

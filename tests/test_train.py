@@ -219,3 +219,59 @@ def test_metrics_record_the_splits_and_the_val_curves(fixture_data, tmp_path):
     import csv
     columns = set(next(csv.reader(open(tmp_path / "csv" / "metrics.csv"))))
     assert "val/tgt_acc" not in columns and "val/tgt_acc_oracle" in columns
+
+
+def test_train_values_reach_lightning_only_on_the_logged_steps(fixture_data, tmp_path, monkeypatch):
+    """Method.log_train: self.log costs ~1 ms of Python, so it runs on the steps the loggers write, and the
+    CSV curve is the same as if every step had logged."""
+    import csv
+
+    from da_bench.methods.dann import DANN
+
+    calls, log_dict = [], DANN.log_dict
+
+    def counted(self, values, **kwargs):
+        calls.append(self.global_step)
+        return log_dict(self, values, **kwargs)
+
+    monkeypatch.setattr(DANN, "log_dict", counted)
+    train(make_cfg(fixture_data, tmp_path, ["method=dann", "trainer.max_steps=6", "trainer.log_every_n_steps=3"]))
+    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("train/loss_cls")]
+    assert calls == [2, 5] and [int(r["step"]) for r in rows] == [2, 5]
+
+
+@pytest.mark.parametrize("net, pair", [("dann_mnist", "mnist_mnistm"), ("dann_svhn", "svhn_mnist"),
+                                       ("dann_gtsrb", "synsigns_gtsrb"), ("lenet", "mnist_usps"),
+                                       ("seg_digits", "mnist_mnistm_seg")])
+def test_channels_last_is_the_same_model(tmp_path, net, pair):
+    """callbacks.channels_last changes the memory layout of the weights, not the model: the same outputs and
+    gradients for the same weights and batch, within float tolerance."""
+    import copy
+
+    from da_bench.callbacks import ChannelsLast
+
+    cfg = make_cfg(tmp_path, tmp_path, [f"net={net}", f"data={pair}"])
+    torch.manual_seed(0)
+    nchw = instantiate(cfg.net)
+    nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    x = torch.randn(4, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+    outputs = []
+    for model in (nchw, nhwc):
+        out = model(x)
+        out.square().mean().backward()
+        outputs.append(out)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(nchw.named_parameters(), nhwc.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-6, msg=name)
+        if a.dim() == 4:
+            assert b.is_contiguous(memory_format=torch.channels_last) and a.is_contiguous(), name
+    assert isinstance(instantiate(cfg.callbacks.channels_last), ChannelsLast)  # on by default
+
+
+def test_a_run_trains_in_channels_last(fixture_data, tmp_path):
+    train(make_cfg(fixture_data, tmp_path, ["method=dann"]))
+    state = read_ckpt(tmp_path / "checkpoints" / "last.ckpt")["state_dict"]
+    assert state["net.encoder.0.weight"].is_contiguous(memory_format=torch.channels_last)
+    train(make_cfg(fixture_data, tmp_path / "nchw", ["method=dann", "~callbacks.channels_last"]))
+    state = read_ckpt(tmp_path / "nchw" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert not state["net.encoder.0.weight"].is_contiguous(memory_format=torch.channels_last)  # 3 input channels

@@ -107,7 +107,7 @@ class ADDA(DAMethod):
         opt.zero_grad()
         self.manual_backward(loss)
         opt.step()
-        self.log("train/loss_cls", loss, prog_bar=True)
+        self.log_train({"train/loss_cls": loss})
 
     def _adapt(self, x_s, x_t):
         if not self.target_ready:
@@ -129,8 +129,7 @@ class ADDA(DAMethod):
             self.manual_backward(loss_map)
         opt.step()
         dom_acc = 0.5 * ((d_s > 0).float().mean() + (d_t <= 0).float().mean())
-        self.log_dict({"train/loss_dom": loss_d, "train/loss_map": loss_map, "train/dom_acc": dom_acc},
-                      prog_bar=True)
+        self.log_train({"train/loss_dom": loss_d, "train/loss_map": loss_map, "train/dom_acc": dom_acc})
 
 
 def source_weights(path: str) -> dict:

@@ -27,5 +27,5 @@ class FeatureAlignment(DAMethod):
         loss_cls = F.cross_entropy(activations[-1][:n], y_s)
         chosen = {max(i, -len(activations)) for i in self.hparams.layers}  # nets with fewer layers: clip
         loss_align = sum(self.discrepancy(activations[i][:n], activations[i][n:]) for i in sorted(chosen))
-        self.log_dict({"train/loss_cls": loss_cls, "train/loss_align": loss_align}, prog_bar=True)
+        self.log_train({"train/loss_cls": loss_cls, "train/loss_align": loss_align})
         return loss_cls + self.hparams.weight * loss_align

@@ -46,6 +46,15 @@ class Method(pl.LightningModule):
         """Training progress p in [0, 1]: global step / max_steps (restored with the step on resume)."""
         return min(1.0, self.global_step / max(1, self.trainer.max_steps))
 
+    def log_train(self, values: dict, prog_bar: bool = True) -> None:
+        """A method's train/* values, handed to Lightning only on the steps it writes to the loggers (every
+        trainer.log_every_n_steps). `self.log` costs about a millisecond of Python per call,
+        and a progress-bar value a host sync: paid every step, that alone is several per cent of a CPU step.
+        FiniteGuard checks these values on the same steps. (`should_update_logs` is the test Lightning's own
+        LearningRateMonitor and DeviceStatsMonitor use.)"""
+        if self.trainer._logger_connector.should_update_logs:
+            self.log_dict(values, prog_bar=prog_bar)
+
     def embed(self, x: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(features, logits) that the snapshot validators score, as the task defines them."""
         return self.task.embed(self, x, domain)

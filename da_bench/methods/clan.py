@@ -48,10 +48,10 @@ class CLAN(SegAdversarial):
             target_logits = [logits.detach() for logits in target_logits]
         p1, p2 = (F.softmax(logits, 1) for logits in target_logits)
         weight = disagreement_weight(p1, p2, self.hparams.lambda_local, self.hparams.epsilon)
-        self.log("train/weight_mean", weight.detach().mean())
+        self.log_train({"train/weight_mean": weight.detach().mean()}, prog_bar=False)
         return weight
 
     def generator_regularizer(self) -> torch.Tensor:
         loss = weight_discrepancy(self.heads[0].parameters(), self.heads[1].parameters())
-        self.log("train/loss_weight", loss)
+        self.log_train({"train/loss_weight": loss}, prog_bar=False)
         return 2 * self.hparams.lambda_weight * loss

@@ -75,8 +75,8 @@ class DAAN(DAMethod):
             for c, loss_fn in enumerate(self.local_losses))
         omega = self.omega.item()
         self._accumulate(loss_g.item(), loss_l.item())
-        self.log_dict({"train/loss_cls": loss_cls, "train/loss_global": loss_g, "train/loss_local": loss_l,
-                       "train/omega": omega, "train/grl_lambda": coeff}, prog_bar=True)
+        self.log_train({"train/loss_cls": loss_cls, "train/loss_global": loss_g, "train/loss_local": loss_l,
+                       "train/omega": omega, "train/grl_lambda": coeff})
         return loss_cls + self.hparams.weight * ((1 - omega) * loss_g + omega * loss_l)
 
     def _accumulate(self, loss_g: float, loss_l: float) -> None:

@@ -32,6 +32,6 @@ class DANN(DAMethod):
         loss_cls = F.cross_entropy(self.net.classifier(f_s), y_s)
         coeff = dann_lambda(self.progress, self.hparams.gamma)
         loss_dom, dom_acc = self.domain_loss(f_s, f_t, coeff)
-        self.log_dict({"train/loss_cls": loss_cls, "train/loss_dom": loss_dom, "train/dom_acc": dom_acc,
-                       "train/grl_lambda": coeff}, prog_bar=True)
+        self.log_train({"train/loss_cls": loss_cls, "train/loss_dom": loss_dom, "train/dom_acc": dom_acc,
+                       "train/grl_lambda": coeff})
         return loss_cls + self.hparams.domain_loss_weight * loss_dom

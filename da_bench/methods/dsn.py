@@ -52,8 +52,8 @@ class DSN(DAMethod):
         loss_diff = sum(difference_loss(shared[d], private[d]) for d in x)
         loss_dom, _ = self.domain_loss(shared["src"], shared["tgt"], dann_lambda(self.progress, self.hparams.grl_gamma))
         h = self.hparams
-        self.log_dict({"train/loss_cls": loss_cls, "train/loss_recon": loss_recon, "train/loss_diff": loss_diff,
-                       "train/loss_dom": loss_dom}, prog_bar=True)
+        self.log_train({"train/loss_cls": loss_cls, "train/loss_recon": loss_recon, "train/loss_diff": loss_diff,
+                       "train/loss_dom": loss_dom})
         self.examples = {d: v[:8].detach() for d, v in x.items()}
         return loss_cls + h.alpha * loss_recon + h.beta * loss_diff + h.gamma * loss_dom
 

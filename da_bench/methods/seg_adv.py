@@ -88,5 +88,5 @@ class SegAdversarial(SegMethod):
         for scheduler in self.lr_schedulers():
             scheduler.step()
         dom_acc = 0.5 * ((d_s < 0).float().mean() + (d_t > 0).float().mean())
-        self.log_dict({"train/loss_seg": loss_seg, "train/loss_adv": loss_adv, "train/loss_d": loss_d,
-                       "train/dom_acc": dom_acc}, prog_bar=True)
+        self.log_train({"train/loss_seg": loss_seg, "train/loss_adv": loss_adv, "train/loss_d": loss_d,
+                       "train/dom_acc": dom_acc})

@@ -13,7 +13,7 @@ class SegSourceOnly(SegMethod):
     def training_step(self, batch, batch_idx):
         x, y = batch[f"{self.train_domain}_x"], batch[f"{self.train_domain}_y"]
         loss = F.cross_entropy(self.segment(x), y.long())
-        self.log("train/loss_seg", loss, prog_bar=True)
+        self.log_train({"train/loss_seg": loss})
         return loss
 
 

@@ -12,5 +12,5 @@ class SourceOnly(DAMethod):
     def training_step(self, batch, batch_idx):
         x, y = batch[f"{self.train_domain}_x"], batch[f"{self.train_domain}_y"]
         loss = F.cross_entropy(self.net(x), y)
-        self.log("train/loss_cls", loss, prog_bar=True)
+        self.log_train({"train/loss_cls": loss})
         return loss

@@ -64,5 +64,5 @@ class WDGRL(DAMethod):
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
-        self.log_dict({"train/loss_cls": loss_cls, "train/wasserstein": wasserstein,
-                       "train/loss_critic": critic_loss}, prog_bar=True)
+        self.log_train({"train/loss_cls": loss_cls, "train/wasserstein": wasserstein,
+                       "train/loss_critic": critic_loss})
