@@ -138,9 +138,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the DataLoader path")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     parser.add_argument("--data-dir", default=os.environ.get("DA_BENCH_DATA", "data"))
     parser.add_argument("--out", default=None, help="write the table here (e.g. results/bench.md)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     register_resolvers()
     pl.seed_everything(0, verbose=False)
 

@@ -8,6 +8,7 @@ Three paths, measured in turns (plain, bare, full; `--rounds` times) in one proc
 - plain: a hand-written loop (random batches of 32 + 32 by index, DANN's forward, gradient reversal with
   lambda_p, the annealed learning rate, SGD with momentum), no framework;
 - bare: da_bench's DANN LightningModule under a Trainer with no logger, checkpoint or progress bar;
+(all three with the recipe's weight layout: channels-last unless `--nchw`, i.e. ~callbacks.channels_last);
 - full: train.py's trainer and callbacks as configured (CSV logger, checkpoints every 1,000 steps, progress bar,
   FiniteGuard, snapshots; validation off), i.e. what a user's run pays per step.
 Each timing skips --warmup steps. The ratio full / plain is issue #12's CPU criterion (<= 1.10).
@@ -33,7 +34,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from da_bench.callbacks import TrainingClock  # noqa: E402
+from da_bench.callbacks import ChannelsLast, TrainingClock  # noqa: E402
 from da_bench.checkpoints import AtomicCheckpointIO  # noqa: E402
 from da_bench.losses import dann_lambda  # noqa: E402
 from da_bench.provenance import cpu_name, git_commit  # noqa: E402
@@ -41,7 +42,7 @@ from da_bench.run_dir import register_resolvers  # noqa: E402
 
 
 def config(args, out_dir: str, steps: int):
-    overrides = ["method=dann", f"data={args.pair}", f"paths.data_dir={args.data_dir}", f"paths.output_dir={out_dir}",
+    overrides = ["method=dann", f"data={args.pair}", *(["~callbacks.channels_last"] if args.nchw else []), f"paths.data_dir={args.data_dir}", f"paths.output_dir={out_dir}",
                  f"paths.log_dir={out_dir}", f"trainer.max_steps={steps}", "trainer.val_check_interval=1000000"]
     with initialize_config_dir(str(REPO / "da_bench" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
@@ -63,6 +64,8 @@ class StepTimer(pl.Callback):
 
 def plain(cfg, datamodule, args) -> float:
     method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    if not args.nchw:
+        method.to(memory_format=torch.channels_last)
     net, domain_loss, total = method.net, method.domain_loss, cfg.trainer.max_steps
     hp = cfg.method
     optimizer = torch.optim.SGD(method.parameters(), lr=hp.optimizer.lr, momentum=hp.optimizer.momentum)
@@ -100,7 +103,8 @@ def lightning(cfg, datamodule, args, full: bool) -> float:
     else:
         trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps, max_epochs=-1, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer])
+                             limit_val_batches=0, num_sanity_val_steps=0,
+                             callbacks=[timer, *([] if args.nchw else [ChannelsLast()])])
     trainer.fit(method, datamodule=datamodule)
     return timer.ms
 
@@ -110,8 +114,10 @@ def main(argv=None):
     parser.add_argument("--pair", default="mnist_mnistm")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--nchw", action="store_true", help="every path with NCHW weights (the recipe without "
+                        "callbacks.channels_last)")
     parser.add_argument("--data-dir", default=os.environ.get("DA_BENCH_DATA", "data"))
     parser.add_argument("--out", default=None, help="write the table here (markdown)")
     args = parser.parse_args(argv)
@@ -132,13 +138,18 @@ def main(argv=None):
         times["full"].append(lightning(config(args, f"{tmp}/full{r}", args.warmup + args.steps), datamodule, args, True))
         print(" | ".join(f"{k} {v[-1]:.2f} ms" for k, v in times.items()), flush=True)
     median = {k: statistics.median(v) for k, v in times.items()}
-    rows = [f"| {k} | {median[k]:.2f} | {', '.join(f'{t:.2f}' for t in v)} | {median[k] / median['plain']:.3f} |"
+    # each round times the three paths back to back: its own ratio is less exposed to slow drifts of the machine
+    per_round = {k: [t / p for t, p in zip(v, times["plain"])] for k, v in times.items()}
+    rows = [f"| {k} | {median[k]:.2f} | {', '.join(f'{t:.2f}' for t in v)} | {median[k] / median['plain']:.3f} | "
+            f"{statistics.median(per_round[k]):.3f} ({min(per_round[k]):.3f}-{max(per_round[k]):.3f}) |"
             for k, v in times.items()]
     text = (f"# Framework overhead per step (DANN, {args.pair})\n\n"
             f"Command: `python scripts/bench_overhead.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n"
             f"Commit: {git_commit()}; {cpu_name()}; torch {torch.__version__}, {args.threads} thread(s); batch "
             f"{datamodule.batch_size} + {datamodule.batch_size}; {args.warmup} warm-up + {args.steps} timed steps, "
-            f"{args.rounds} rounds in turns.\n\n| path | median ms / step | rounds | / plain |\n|---|---|---|---|\n"
+            f"{args.rounds} rounds in turns; weights {'NCHW' if args.nchw else 'channels-last'}.\n\n"
+            f"| path | median ms / step | rounds | median / plain's median | per-round / plain: median (range) |\n"
+            f"|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
     print("\n" + text)
     if args.out:
