@@ -29,7 +29,10 @@ NEUTRAL_PREFIXES = ("method=", "data=", "seed=", "table=", "paths.", "callbacks.
 
 
 def measured_overrides(overrides) -> list[str]:
-    return sorted(o.lstrip("+~") for o in overrides if not o.lstrip("+~").startswith(NEUTRAL_PREFIXES))
+    """The overrides that change what a run measures, sorted; a deletion keeps its '~' (the run without a
+    callback, e.g. ~callbacks.channels_last, is not the run with it)."""
+    kept = (o.lstrip("+") for o in overrides)
+    return sorted(o for o in kept if not o.lstrip("~").startswith(NEUTRAL_PREFIXES))
 
 
 def run_suffix(overrides) -> str:

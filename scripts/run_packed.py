@@ -3,11 +3,13 @@
 
     python scripts/run_packed.py mnistm --jobs 8 seed=0,1,2,3,4 trainer=gpu      # 15 runs, 8 at a time, one GPU
     python scripts/run_packed.py selection --jobs 2                              # the 2-core CPU: two at a time
+    python scripts/run_packed.py mnistm --jobs 10 seed=0,1,2,3,4 --also "method=dann ~callbacks.channels_last"
 
 The grid is the preset's `hydra.sweeper.params` (da_bench/conf/table/<table>.yaml) with any `key=a,b` given
 here replacing the preset's values; every other `key=value` is passed to each run. Each run is its own
 `python -m da_bench.train` process (finished runs are skipped, interrupted ones resume), its output in
-<run>.log under --log-dir. Prints each run's end and the grid's wall time; exits 1 if any run failed.
+<run>.log under --log-dir. `--also "OVERRIDES"` packs a second grid with the first: the same preset and
+overrides plus these (above: DANN with NCHW weights at the same seeds). Prints each run's end and the grid's wall time; exits 1 if any run failed.
 Use it where hydra-joblib-launcher is missing (e.g. the lent GPU machines); `launcher=per_gpu jobs_per_gpu=K`
 does the same through Hydra.
 """
@@ -51,8 +53,12 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", help="key=a,b replaces a swept key's values; key=value goes to every run")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--log-dir", default="logs/packed", help="where each run's stdout/stderr goes")
+    parser.add_argument("--also", action="append", default=[], metavar="OVERRIDES",
+                        help="a second grid packed with the first: the preset and overrides plus these (space-separated)")
     args = parser.parse_intermixed_args(argv)
     runs = grid(args.table, args.overrides)
+    for extra in args.also:
+        runs += grid(args.table, [*args.overrides, *extra.split()])
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     print(f"{len(runs)} runs of table={args.table}, {args.jobs} at a time", flush=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from da_bench.run_dir import run_suffix
+from da_bench.run_dir import measured_overrides, run_suffix
 from da_bench.tables import find_runs, write_tables
 from da_bench.train import train
 from tests.helpers import make_cfg
@@ -34,6 +34,9 @@ def test_run_suffix_is_stable_and_ignores_where_things_go():
     a = run_suffix(["method=dann", "seed=1", "trainer.max_steps=5", "paths.data_dir=/x", "launcher=per_gpu"])
     assert a == run_suffix(["trainer.max_steps=5", "paths.log_dir=/y"]) == "trainer.max_steps-5"
     assert run_suffix(["trainer.devices=4", "b=x,y"]) == "b-x+y+trainer.devices-4"  # no "=" or ",": pasteable
+    # a deletion stays one in tables and run dirs (the NCHW run is not labelled as the channels-last one)
+    assert measured_overrides(["~callbacks.channels_last", "+a=1", "~callbacks.progress_bar"]) == [
+        "a=1", "~callbacks.channels_last"]
     assert run_suffix([]) == "defaults"
     long = [f"method.optimizer.lr={i}" for i in range(20)]
     assert run_suffix(long).startswith("h") and run_suffix(long) != run_suffix(long[:-1])
@@ -258,6 +261,8 @@ def test_run_packed_runs_a_preset_grid_k_at_a_time(fixture_data, tmp_path):
     assert grid("smoke", ["seed=5", "trainer.max_steps=2"])[0] == [
         "method=source_only", "data=usps_mnist", "seed=5", "trainer.max_steps=2", "trainer.val_check_interval=3",
         "data.batch_size=8", "table_name=smoke"]
+    assert grid("smoke", ["seed=5", "method=dann", "~callbacks.channels_last"])[0][:3] == [
+        "method=dann", "data=usps_mnist", "seed=5"]  # what --also adds: the preset's grid with these overrides
     result = subprocess.run([sys.executable, "scripts/run_packed.py", "smoke", "--jobs", "2", "method=dann",
                              f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "--log-dir",
                              str(tmp_path / "packed")], cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU check of issue #12, one call on a lent GPU machine (../shared/gpu/README.md):
+#   bash ../shared/gpu/prepare.sh                                    (here: fills .gpu/)
+#   device run, carry [".gpu"], timeout_s 590:  . .gpu/env.sh && bash scripts/gpu_check.sh
+# It prints, and writes under $OUT (default ./gpu_check) as gpu_check.md + runs.tar.gz:
+#   1. steps/s of every classification method on mnist_mnistm at 32-true and bf16-mixed (bench.py,
+#      resident data, channels-last weights; each pair built once);
+#   2. one full DANN mnist_mnistm run at the default 10,000 steps alone on the GPU (trainer=gpu): the
+#      process's wall time and its accuracy;
+#   3. `table=mnistm` at 5 seeds (15 runs) plus DANN with NCHW weights at the same 5 seeds, packed 10 at a
+#      time on the one GPU (run_packed.py): the grid's wall time, and target accuracy of DANN in the two
+#      layouts over seeds (tables via make_tables.py).
+# Each part has its own time limit, so a slow part cannot eat the next one's; what finished is written.
+# SMOKE=1 runs every part on the CPU at a few steps (to check the script itself without a GPU).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_check}
+mkdir -p "$OUT"
+report="$OUT/gpu_check.md"
+logs=${LOGS:-/tmp/gpu_check_logs}
+py=$(command -v python3 || command -v python)
+if [ "${SMOKE:-0}" = 1 ]; then
+  device=cpu; trainer="trainer=default"; bench_steps=(--steps 3 --warmup 1); run_steps="trainer.max_steps=4"
+  seeds=0; jobs=2; limits=(300 120 400); precisions=(32-true)
+else
+  device=cuda; trainer="trainer=gpu"; bench_steps=(--steps 200 --warmup 20); run_steps=""
+  seeds=0,1,2,3,4; jobs=10; limits=(120 130 300); precisions=(32-true bf16-mixed)
+fi
+{
+  echo "# GPU check (issue #12)"
+  echo
+  echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); $(date -u +%F); SMOKE=${SMOKE:-0}"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/GPU: /'
+  echo
+} > "$report"
+
+echo "== 1. steps/s of every method (bench.py)"
+timeout "${limits[0]}" "$py" scripts/bench.py --device "$device" --precision "${precisions[@]}" --paths resident \
+  --methods source_only dann adda ddc dan coral wdgrl dsn daan target_only --pairs mnist_mnistm "${bench_steps[@]}" \
+  --out "$OUT/bench.md" > "$logs.bench.log" 2>&1
+echo "bench.py exit $?" | tee -a "$report"
+[ -f "$OUT/bench.md" ] && sed 1d "$OUT/bench.md" >> "$report"
+
+echo "== 2. one full DANN run"
+start=$(date +%s%N)
+timeout "${limits[1]}" "$py" -m da_bench.train method=dann data=mnist_mnistm seed=0 $trainer $run_steps \
+  paths.log_dir="$logs/single" callbacks.progress_bar.refresh_rate=0 > "$logs.single.log" 2>&1
+rc=$?
+wall=$(( ($(date +%s%N) - start) / 1000000 ))
+metrics=$(find "$logs/single" -name metrics.json | head -n 1)
+acc=$([ -n "$metrics" ] && "$py" -c "import json,sys; m=json.load(open(sys.argv[1])); print(f\"test/tgt_acc {m['test/tgt_acc']:.4f}, training wall_s {m['wall_s']}\")" "$metrics")
+printf '\n## One DANN run (%s)\n\nexit %s; process wall time %s ms; %s\n' "$trainer $run_steps" "$rc" "$wall" "$acc" | tee -a "$report"
+
+echo "== 3. table=mnistm at 5 seeds + DANN NCHW, packed"
+start=$(date +%s%N)
+timeout "${limits[2]}" "$py" scripts/run_packed.py mnistm --jobs "$jobs" --log-dir "$logs/packed" seed=$seeds $trainer \
+  $run_steps paths.log_dir="$logs/grid" callbacks.progress_bar.refresh_rate=0 \
+  --also "method=dann ~callbacks.channels_last" > "$logs.packed.log" 2>&1
+rc=$?
+wall=$(( ($(date +%s%N) - start) / 1000000 ))
+printf '\n## Packed grid\n\nexit %s; %s at a time; wall time %s ms; %s\n' "$rc" "$jobs" "$wall" "$(tail -n 1 "$logs.packed.log")" \
+  | tee -a "$report"
+if find "$logs/grid" -name metrics.json | grep -q .; then
+  "$py" scripts/make_tables.py "$logs/grid" --table mnistm --name mnistm_gpu --out "$OUT" > /dev/null 2>&1 \
+    && sed -n '/^## Model selection: last_step/,/^## Model selection: src_acc/p' "$OUT/mnistm_gpu.md" | sed '$d' >> "$report"
+fi
+tar czf "$OUT/runs.tar.gz" -C "$logs" . 2>/dev/null
+cat "$report"
