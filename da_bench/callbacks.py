@@ -17,6 +17,12 @@ def nonfinite_parameters(module: torch.nn.Module) -> list[str]:
     return [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
 
 
+def logs_this_step(trainer: pl.Trainer) -> bool:
+    """Whether Lightning writes this training step's logged values to the loggers (every
+    trainer.log_every_n_steps): the test its own LearningRateMonitor and DeviceStatsMonitor use."""
+    return trainer._logger_connector.should_update_logs
+
+
 class FiniteGuard(pl.Callback):
     """Stops training when a train/* value the method logged (every loss) is NaN or inf for more than
     `patience` consecutive checks. Methods log on the steps Lightning writes to the loggers (every
@@ -28,7 +34,7 @@ class FiniteGuard(pl.Callback):
         self.patience, self.strikes = patience, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if not trainer._logger_connector.should_update_logs:  # the same test as Method.log_train
+        if not logs_this_step(trainer):
             return
         bad = sorted(k for k, v in trainer.callback_metrics.items()
                      if k.startswith("train/") and not math.isfinite(float(v)))

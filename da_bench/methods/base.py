@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from da_bench.callbacks import logs_this_step
 from da_bench.losses.grl import annealed_lr_factor
 from da_bench.methods.tasks import DOMAINS, Classification, metric_key  # noqa: F401  (re-exported)
 
@@ -50,9 +51,8 @@ class Method(pl.LightningModule):
         """A method's train/* values, handed to Lightning only on the steps it writes to the loggers (every
         trainer.log_every_n_steps). `self.log` costs about a millisecond of Python per call,
         and a progress-bar value a host sync: paid every step, that alone is several per cent of a CPU step.
-        FiniteGuard checks these values on the same steps. (`should_update_logs` is the test Lightning's own
-        LearningRateMonitor and DeviceStatsMonitor use.)"""
-        if self.trainer._logger_connector.should_update_logs:
+        FiniteGuard checks these values on the same steps."""
+        if logs_this_step(self.trainer):
             self.log_dict(values, prog_bar=prog_bar)
 
     def embed(self, x: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
