@@ -91,6 +91,26 @@ def test_daan_dynamic_factor_follows_the_authors_code():
     assert proxy_a_distance(0.0) == 2.0 and proxy_a_distance(0.7) == 0.0
 
 
+def test_daan_re_estimates_omega_from_the_mean_distances_of_each_interval(fixture_data, tmp_path):
+    from hydra.utils import instantiate
+
+    from da_bench.methods.daan import dynamic_factor, proxy_a_distance
+    from tests.helpers import make_cfg
+
+    cfg = make_cfg(fixture_data, tmp_path, ["method=daan", "method.omega_interval=2"])
+    daan = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    losses = [(0.02, 0.05), (0.04, 0.15)]  # (scaled global, scaled local summed over the 10 classes)
+    for step, (loss_g, loss_l) in enumerate(losses):
+        daan.trainer = type("T", (), {"global_step": step})()
+        daan._accumulate(torch.tensor(loss_g), torch.tensor(loss_l))
+        if step == 0:
+            assert daan.omega.item() == 0.5 and daan.distance_sums[2].item() == 1  # not yet re-estimated
+    d_g = sum(proxy_a_distance(g) for g, _ in losses) / 2
+    d_l = sum(proxy_a_distance(l / 10) for _, l in losses) / 2
+    assert daan.omega.item() == pytest.approx(dynamic_factor(d_g, d_l), rel=1e-5)
+    assert daan.distance_sums.abs().sum().item() == 0
+
+
 def test_linear_mmd_is_the_squared_mean_difference():
     from da_bench.losses import linear_mmd
 

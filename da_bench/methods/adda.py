@@ -60,6 +60,7 @@ class ADDA(DAMethod):
         self.stage1_accuracy = torch.nn.ModuleDict({stage: MulticlassAccuracy(num_classes, average="micro")
                                                     for stage in ("val", "test")})
         self.register_buffer("target_ready", torch.tensor(False))
+        self.adapting = False  # host copy of target_ready once stage 2 runs: no device read per step
 
     def represent(self, encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """What the adversary reads: the logits C(encoder(x)) (default) or the encoder output."""
@@ -110,9 +111,11 @@ class ADDA(DAMethod):
         self.log_train({"train/loss_cls": loss})
 
     def _adapt(self, x_s, x_t):
-        if not self.target_ready:
-            self.target_encoder.load_state_dict(self.net.encoder.state_dict())
-            self.target_ready.fill_(True)
+        if not self.adapting:  # the first stage-2 step of this process (a resumed run's buffer may be set)
+            if not self.target_ready:
+                self.target_encoder.load_state_dict(self.net.encoder.state_dict())
+                self.target_ready.fill_(True)
+            self.adapting = True
         opt = self.optimizers()[1]
         with torch.no_grad():
             f_s = self.represent(self.net.encoder, x_s)

@@ -33,11 +33,12 @@ from da_bench.methods.base import DAMethod
 from da_bench.nets import DomainDiscriminator
 
 
-def proxy_a_distance(loss: float) -> float:
+def proxy_a_distance(loss):
     """d = 2 (1 - 2 loss), the authors' code's proxy A-distance from a discriminator's (scaled) loss, kept
     >= 0 (the code does not clip; at its loss scales d stays near 2 and the clip never acts, but unscaled
-    losses near log 2 would give negative distances and an omega outside [0, 1])."""
-    return max(0.0, 2 * (1 - 2 * loss))
+    losses near log 2 would give negative distances and an omega outside [0, 1]). A float or a tensor."""
+    d = 2 * (1 - 2 * loss)
+    return d.clamp_min(0.0) if torch.is_tensor(d) else max(0.0, d)
 
 
 def dynamic_factor(d_global: float, d_local: float) -> float:
@@ -73,16 +74,19 @@ class DAAN(DAMethod):
         loss_l = self.hparams.local_scale * sum(
             loss_fn(probs[:n, c : c + 1] * features[:n], probs[n:, c : c + 1] * features[n:], coeff)[0]
             for c, loss_fn in enumerate(self.local_losses))
-        omega = self.omega.item()
-        self._accumulate(loss_g.item(), loss_l.item())
+        omega = self.omega.clone()  # this step's factor; a re-estimate below changes the buffer in place
+        self._accumulate(loss_g.detach(), loss_l.detach())
         self.log_train({"train/loss_cls": loss_cls, "train/loss_global": loss_g, "train/loss_local": loss_l,
                        "train/omega": omega, "train/grl_lambda": coeff})
         return loss_cls + self.hparams.weight * ((1 - omega) * loss_g + omega * loss_l)
 
-    def _accumulate(self, loss_g: float, loss_l: float) -> None:
-        d_g, d_l = proxy_a_distance(loss_g), proxy_a_distance(loss_l / self.num_classes)
-        self.distance_sums += torch.tensor([d_g, d_l, 1.0], device=self.distance_sums.device)
-        if self.distance_sums[2] >= self.hparams.omega_interval:
+    def _accumulate(self, loss_g: torch.Tensor, loss_l: torch.Tensor) -> None:
+        """Sums the proxy A-distances on the device (no host sync per step); every omega_interval steps
+        (the step counter restarts with the sums, so it is the global step modulo the interval) omega
+        becomes the dynamic factor of their means."""
+        self.distance_sums += torch.stack([proxy_a_distance(loss_g), proxy_a_distance(loss_l / self.num_classes),
+                                           torch.ones_like(loss_g)])
+        if (self.global_step + 1) % self.hparams.omega_interval == 0:
             d_g, d_l, steps = self.distance_sums.tolist()
             self.omega.fill_(dynamic_factor(d_g / steps, d_l / steps))
             self.distance_sums.zero_()
