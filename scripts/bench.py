@@ -8,9 +8,10 @@ path, a torchvision-style PIL pipeline) and weight layout (NCHW, channels-last);
     python scripts/bench.py --steps 300 --out results/bench.md
 
 Each cell trains the real method with the pair's config (net, batch size per domain) for --warmup steps
-untimed, then --steps timed steps (no validation, logging or checkpoints). Pairs whose data is not under --data-dir run on generated data of the same shapes and
-formats (marked 'synthetic'): throughput does not depend on pixel values. Measured on the 2-core CPU of
-the development machine: see results/bench.md for the figures and the commit they came from.
+untimed, then --steps timed steps (no validation, logging or checkpoints). Pairs whose data is not under
+--data-dir run on generated data of the same shapes and formats (marked 'synthetic'): throughput does not
+depend on pixel values. Measured on the 2-core CPU of the development machine: see results/bench.md for the
+figures and the commit they came from.
 """
 from __future__ import annotations
 
@@ -186,7 +187,7 @@ def main(argv=None):
             f"Commit: {git_commit()}; device: {args.device} ({hardware(args.device)}); torch {torch.__version__}; "
             f"{args.warmup} warm-up + {args.steps} timed steps per cell; DataLoader path with "
             f"{args.workers} workers.\n"
-            f"Batch = the pair's batch_size per domain (images/s = steps/s x 2 x batch).\n"
+            f"Batch = the pair's batch_size per domain (a step sees batch source + batch target images).\n"
             f"Paths: resident = data.resident=true (uint8 on the device, batched indexing + normalisation); "
             f"dataloader = data.resident=false (per-sample uint8 tensors, default collate); torchvision = the common "
             f"alternative, a PIL image per sample through ToTensor + Normalize (bench only). Layouts: nchw, or "
