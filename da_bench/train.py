@@ -33,8 +33,8 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from da_bench import grid, snapshots
 from da_bench.callbacks import NonFiniteError, TrainingClock, nonfinite_parameters
-from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_fits, checkpoint_file, read_checkpoint,
-                                  resume_checkpoint)
+from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_fits, checkpoint_file, previous_of,
+                                  read_checkpoint, resume_checkpoint)
 from da_bench.checks import ConfigError, validate_config
 from da_bench.devices import claim_gpu_slot
 from da_bench.errors import RunInterrupted, one_line
@@ -152,6 +152,8 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
     tmp = metrics_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     os.replace(tmp, metrics_file)
+    # The backup only guards a kill mid-write; a finished run keeps last.ckpt alone (half the disk per run).
+    previous_of(out_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
     log.info("%s %.4f (%s) -> %s", metrics["target_metric"], snapshots.reported(metrics), cfg.selection, metrics_file)
     return metrics
 

@@ -1,6 +1,7 @@
 """A broken run is never a result, interruptions resume, and every user error is one line (issue #13)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from da_bench.callbacks import NonFiniteError
-from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, resume_checkpoint
+from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, previous_of, resume_checkpoint
 from da_bench.checks import ConfigError
 from da_bench.data.files import cached_arrays
 from da_bench.provenance import git_commit
@@ -94,8 +95,9 @@ def test_a_corrupt_last_checkpoint_is_moved_aside_and_the_previous_one_used(fixt
                                             "callbacks.model_checkpoint.every_n_train_steps=3"])
     train(cfg)
     checkpoints = tmp_path / "checkpoints"
-    assert (checkpoints / "last.prev.ckpt").exists()  # the atomic writer keeps the one before
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]  # a finished run drops its backup
     (tmp_path / "metrics.json").unlink()
+    shutil.copy(checkpoints / "last.ckpt", checkpoints / "last.prev.ckpt")  # as an unfinished run leaves them
     (checkpoints / "last.ckpt").write_bytes((checkpoints / "last.ckpt").read_bytes()[:1000])  # truncated
     found = resume_checkpoint(checkpoints)
     assert found == checkpoints / "last.prev.ckpt"
@@ -112,6 +114,8 @@ def test_a_failed_checkpoint_write_leaves_the_old_file_and_no_temporary(tmp_path
     with pytest.raises(Exception):
         AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 2, "bad": lambda: 0}, target)
     assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 3}, target)
+    assert previous_of(target).read_bytes() == before and torch.load(target)["global_step"] == 3
 
 
 def test_checkpoints_that_do_not_fit_are_one_line(fixture_data, tmp_path):
