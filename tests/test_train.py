@@ -91,6 +91,7 @@ def test_adda_reuses_a_finished_source_only_run(fixture_data, tmp_path):
     # stage 1 skipped: the source net is the source_only net, untouched by the 6 adaptation steps
     assert all(torch.equal(adda_state[k], v) for k, v in source_state.items() if k.startswith("net."))
     assert not torch.equal(adda_state["target_encoder.0.weight"], source_state["net.encoder.0.weight"])
+    assert not any(k.startswith("target_classifier.") for k in adda_state)  # the paper's shared C by default
     source_only = json.loads((src_dir / "metrics.json").read_text())
     assert metrics["test/src_acc"] == pytest.approx(source_only["test/src_acc"])
     # the stage-1 column is the source model on the target test set: the source_only run's own number
@@ -197,6 +198,26 @@ def test_dsn_writes_reconstructions_and_daan_logs_omega(fixture_data, tmp_path):
     omegas = [float(r["train/omega"]) for r in csv.DictReader(open(tmp_path / "daan" / "csv" / "metrics.csv"))
               if r.get("train/omega")]
     assert omegas and all(0.0 <= w <= 1.0 for w in omegas)
+
+
+def test_adda_adapt_classifier_trains_a_target_copy_of_the_head(fixture_data, tmp_path):
+    src_dir = tmp_path / "src"
+    train(make_cfg(fixture_data, src_dir, ["method=source_only", "data=mnist_usps"]))
+    cfg = make_cfg(fixture_data, tmp_path / "adda", ["method=adda", "data=mnist_usps", "method.adapt_classifier=true",
+                                                      f"method.source_checkpoint={src_dir}"])
+    train(cfg)
+    source_state = read_ckpt(src_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    adda_state = read_ckpt(tmp_path / "adda" / "checkpoints" / "last.ckpt")["state_dict"]
+    heads = [k[len("net."):] for k in source_state if k.startswith("net.classifier.")]
+    assert heads and all(torch.equal(adda_state[f"net.{k}"], source_state[f"net.{k}"]) for k in heads)
+    assert any(not torch.equal(adda_state[f"target_{k}"], source_state[f"net.{k}"])
+               for k in heads)
+    adda = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    adda.load_state_dict(adda_state)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(adda.classify(x, "tgt"), adda.target_classifier(adda.target_encoder(x)))
+    assert torch.allclose(adda.classify(x, "src"), adda.net.classifier(adda.net.encoder(x)))
+    assert torch.allclose(adda.embed(x, "tgt")[1], adda.classify(x, "tgt"))
 
 
 @pytest.mark.parametrize("net, adversary_input, width", [("dann_mnist", "logits", 10), ("dann_mnist", "features", 2352),

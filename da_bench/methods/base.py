@@ -5,8 +5,8 @@ never used by a method), test/* once after training, and the features / logits t
 (da_bench/snapshots.py).
 
 `DAMethod` is the classification base: a method subclasses it and writes `training_step` (its one update
-rule); evaluation calls `classify(x, domain)` = classifier(encoder_for(domain)(x)), and a method whose target
-domain has its own encoder (ADDA) overrides `encoder_for`. Its optimiser can follow DANN's annealing
+rule); evaluation calls `classify(x, domain)` = classifier_for(domain)(encoder_for(domain)(x)), and a method whose
+target domain has its own encoder or head (ADDA) overrides `encoder_for` / `classifier_for`. Its optimiser can follow DANN's annealing
 mu_p = mu_0 / (1 + alpha p)^beta. Segmentation methods subclass `SegMethod` (methods/segmentation.py).
 The reported numbers are the papers' rule, the weights at the last step; each validator's pick among the
 snapshots is reported beside them.
@@ -87,8 +87,12 @@ class DAMethod(Method):
         """The encoder that represents `domain`'s images; ADDA's target domain has its own."""
         return self.net.encoder
 
+    def classifier_for(self, domain: str) -> nn.Sequential:
+        """The classifier head for `domain`'s images; ADDA's `adapt_classifier` gives the target its own."""
+        return self.net.classifier
+
     def classify(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        return self.net.classifier(self.encoder_for(domain)(x))
+        return self.classifier_for(domain)(self.encoder_for(domain)(x))
 
     def make_optimizer(self, factory: Callable, params, lr_schedule: dict | None):
         """factory(params=...) (a Hydra `_partial_`), with mu_p = mu_0 / (1 + alpha p)^beta per step if asked."""

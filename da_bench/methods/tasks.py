@@ -4,7 +4,7 @@ A task owns the metrics and the evaluation of one kind of prediction, so that ev
 predicts, gets the same val / test steps, curves, snapshot outputs and test scoring:
 
 - `Classification`: accuracy of `method.classify(x, domain)`; the snapshot validators read the classifier's last
-  hidden layer and the logits (`method.encoder_for(domain)`, `net.head_activations`).
+  hidden layer and the logits (`method.encoder_for(domain)`, `method.classifier_for(domain)`).
 - `Segmentation`: mIoU, per-class IoU and pixel accuracy of `method.segment(x)`; the validators read
   `pixels_per_image` fixed pixels of each scene as samples (features = logits), and test scenes are drawn to
   predictions.png.
@@ -43,7 +43,7 @@ class Classification(nn.Module):
         """(features B x D: the classifier's last hidden layer, or the encoder output for a one-layer head;
         logits B x C)."""
         features = method.encoder_for(domain)(x)
-        activations = [features, *method.net.head_activations(features)]
+        activations = [features, *method.net.head_activations(features, method.classifier_for(domain))]
         return activations[-2], activations[-1]
 
     def evaluate(self, method, x, y, domain: str, stage: str) -> dict:

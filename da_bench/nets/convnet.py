@@ -74,11 +74,13 @@ class ConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.encoder(x))
 
-    def head_activations(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """The output of every fully connected layer of the classifier (hidden ones after ReLU), logits last."""
+    def head_activations(self, features: torch.Tensor, classifier: nn.Sequential | None = None) -> list[torch.Tensor]:
+        """The output of every fully connected layer of the classifier (hidden ones after ReLU), logits last;
+        `classifier`: another head of the same shape (ADDA's adapted target copy), else the net's own."""
+        classifier = self.classifier if classifier is None else classifier
         outputs, h = [], features
-        for layer in self.classifier:
+        for layer in classifier:
             h = layer(h)
-            if isinstance(layer, nn.ReLU) or layer is self.classifier[-1]:
+            if isinstance(layer, nn.ReLU) or layer is classifier[-1]:
                 outputs.append(h)
         return outputs
