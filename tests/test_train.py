@@ -210,8 +210,7 @@ def test_adda_adapt_classifier_trains_a_target_copy_of_the_head(fixture_data, tm
     adda_state = read_ckpt(tmp_path / "adda" / "checkpoints" / "last.ckpt")["state_dict"]
     heads = [k[len("net."):] for k in source_state if k.startswith("net.classifier.")]
     assert heads and all(torch.equal(adda_state[f"net.{k}"], source_state[f"net.{k}"]) for k in heads)
-    assert any(not torch.equal(adda_state[f"target_{k}"], source_state[f"net.{k}"])
-               for k in heads)
+    assert any(not torch.equal(adda_state[f"target_{k}"], source_state[f"net.{k}"]) for k in heads)
     adda = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     adda.load_state_dict(adda_state)
     x = torch.randn(4, 1, 28, 28)

@@ -5,9 +5,9 @@ never used by a method), test/* once after training, and the features / logits t
 (da_bench/snapshots.py).
 
 `DAMethod` is the classification base: a method subclasses it and writes `training_step` (its one update
-rule); evaluation calls `classify(x, domain)` = classifier_for(domain)(encoder_for(domain)(x)), and a method whose
-target domain has its own encoder or head (ADDA) overrides `encoder_for` / `classifier_for`. Its optimiser can follow DANN's annealing
-mu_p = mu_0 / (1 + alpha p)^beta. Segmentation methods subclass `SegMethod` (methods/segmentation.py).
+rule); evaluation calls `classify(x, domain)` = classifier_for(domain)(encoder_for(domain)(x)), and a
+method whose target domain has its own encoder or head (ADDA) overrides `encoder_for` / `classifier_for`.
+Its optimiser can follow DANN's annealing mu_p = mu_0 / (1 + alpha p)^beta. Segmentation methods subclass `SegMethod` (methods/segmentation.py).
 The reported numbers are the papers' rule, the weights at the last step; each validator's pick among the
 snapshots is reported beside them.
 """
