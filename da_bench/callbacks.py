@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 
 class NonFiniteError(RuntimeError):
@@ -109,3 +110,22 @@ class TrainingClock(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.previous = float(state_dict["seconds"])
+
+
+class UpdateProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, counting updates: the global step of max_steps (a resumed run's bar starts
+    where it stopped), the same whatever `updates_per_step`. Lightning's own counts training_step calls, so
+    with K updates per call it would stop at 1/K."""
+
+    def on_train_epoch_start(self, trainer, *args):
+        super().on_train_epoch_start(trainer, *args)
+        bar = self.train_progress_bar
+        bar.total, bar.initial, bar.n = trainer.max_steps, trainer.global_step, trainer.global_step
+        self.shown = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        bar, step = self.train_progress_bar, trainer.global_step
+        if bar is None or bar.disable or not (step - self.shown >= self.refresh_rate or step == bar.total):
+            return
+        bar.n, self.shown = step, step
+        bar.set_postfix(self.get_metrics(trainer, pl_module))  # refreshes the bar

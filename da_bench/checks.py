@@ -16,6 +16,7 @@ RULES = {
     "seed": (int, 0),
     "snapshots": (int, 1),
     "jobs_per_gpu": (int, 1),
+    "updates_per_step": (int, 1),
     "trainer.max_steps": (int, 1),
     "trainer.val_check_interval": (int, 1),
     "trainer.log_every_n_steps": (int, 1),
@@ -36,6 +37,12 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r}: expected {'an integer' if kind is int else kind.__name__}")
         if minimum is not None and value < minimum:
             raise ConfigError(f"{key}={value}: must be >= {minimum}")
+    updates = cfg.get("updates_per_step", 1)
+    for key in ("trainer.val_check_interval", "callbacks.model_checkpoint.every_n_train_steps"):
+        interval = OmegaConf.select(cfg, key)
+        if updates > 1 and isinstance(interval, int) and interval % updates:
+            raise ConfigError(f"{key}={interval} is not a multiple of updates_per_step={updates}: Lightning checks "
+                              "it once per training_step, i.e. every updates_per_step updates")
     if cfg.get("selection", LAST_STEP) not in SELECTION_RULES:
         raise ConfigError(f"selection={cfg.selection!r}: expected one of {', '.join(SELECTION_RULES)}")
     for side in ("source", "target"):

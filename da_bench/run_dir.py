@@ -50,9 +50,11 @@ def run_hash(output_dir: str) -> str:
     return hashlib.sha1(str(output_dir).encode()).hexdigest()[:16]
 
 
-def steps_per_snapshot(max_steps: int, snapshots: int) -> int:
-    """trainer.val_check_interval: `snapshots` validations spread over the run."""
-    return max(1, int(max_steps) // max(1, int(snapshots)))
+def steps_per_snapshot(max_steps: int, snapshots: int, updates_per_step: int = 1) -> int:
+    """trainer.val_check_interval: `snapshots` validations spread over the run, at a multiple of
+    updates_per_step (Lightning validates between training_steps)."""
+    k = max(1, int(updates_per_step))
+    return max(k, int(max_steps) // max(1, int(snapshots)) // k * k)
 
 
 def register_resolvers() -> None:

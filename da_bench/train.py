@@ -95,8 +95,12 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
         raise ConfigError(f"selection={cfg.selection}: {cfg.names.method} has no snapshot validation "
                           "(no embed(x, domain), or callbacks.snapshots removed); use selection=last_step")
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    datamodule.updates_per_step = updates = cfg.updates_per_step
+    # the config counts updates; Lightning counts training_step calls, each of `updates` updates
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                      plugins=[AtomicCheckpointIO()])
+                                      plugins=[AtomicCheckpointIO()],
+                                      val_check_interval=cfg.trainer.val_check_interval // updates,
+                                      log_every_n_steps=max(1, cfg.trainer.log_every_n_steps // updates))
     commit = git_commit()
     run_config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     for logger in loggers:
@@ -132,7 +136,7 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
     selections = selector.selections(method, datamodule.test_dataloader(), last) if selector else {}
     metrics = {
         "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
-        **{k: float(v) for k, v in {**validated, **tested}.items()},
+        **{k: float(v) for k, v in {**validated, **tested}.items() if k != "step"},  # step: the loggers' x axis
         "splits": datamodule.split_sizes,
         "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.seconds, 2),
         "selection": cfg.selection, "commit": commit, "device": device_name(trainer),

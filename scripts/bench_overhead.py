@@ -10,7 +10,8 @@ Three paths, measured in turns (plain, bare, full; `--rounds` times) in one proc
 - bare: da_bench's DANN LightningModule under a Trainer with no logger, checkpoint or progress bar;
 (all three with the recipe's weight layout: channels-last unless `--nchw`, i.e. ~callbacks.channels_last);
 - full: train.py's trainer and callbacks as configured (CSV logger, checkpoints every 1,000 steps, progress bar,
-  FiniteGuard, snapshots; validation off), i.e. what a user's run pays per step.
+  FiniteGuard, snapshots; validation off), i.e. what a user's run pays per step;
+- full xK (with `--updates-per-step K`): the same with `updates_per_step=K`, K updates per Lightning step.
 Each timing skips --warmup steps. The ratio full / plain is issue #12's CPU criterion (<= 1.10).
 """
 from __future__ import annotations
@@ -41,8 +42,8 @@ from da_bench.provenance import cpu_name, git_commit  # noqa: E402
 from da_bench.run_dir import register_resolvers  # noqa: E402
 
 
-def config(args, out_dir: str, steps: int):
-    overrides = ["method=dann", f"data={args.pair}", *(["~callbacks.channels_last"] if args.nchw else []), f"paths.data_dir={args.data_dir}", f"paths.output_dir={out_dir}",
+def config(args, out_dir: str, steps: int, extra=()):
+    overrides = [*extra, "method=dann", f"data={args.pair}", *(["~callbacks.channels_last"] if args.nchw else []), f"paths.data_dir={args.data_dir}", f"paths.output_dir={out_dir}",
                  f"paths.log_dir={out_dir}", f"trainer.max_steps={steps}", "trainer.val_check_interval=1000000"]
     with initialize_config_dir(str(REPO / "da_bench" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
@@ -55,11 +56,11 @@ class StepTimer(pl.Callback):
         self.warmup, self.start, self.ms = warmup, None, None
 
     def on_train_batch_start(self, trainer, *args):
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
+        if self.start is None and trainer.global_step >= self.warmup:
+            self.start, self.first = time.perf_counter(), trainer.global_step
 
     def on_train_end(self, trainer, *args):
-        self.ms = (time.perf_counter() - self.start) / (trainer.global_step - self.warmup) * 1000
+        self.ms = (time.perf_counter() - self.start) / (trainer.global_step - self.first) * 1000
 
 
 def plain(cfg, datamodule, args) -> float:
@@ -93,13 +94,15 @@ def plain(cfg, datamodule, args) -> float:
     return (time.perf_counter() - start) / (total - args.warmup) * 1000
 
 
-def lightning(cfg, datamodule, args, full: bool) -> float:
+def lightning(cfg, datamodule, args, full: bool, updates_per_step: int = 1) -> float:
     method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     timer = StepTimer(args.warmup)
+    datamodule.updates_per_step = updates_per_step
     if full:
         callbacks = [timer, TrainingClock(), *(instantiate(c) for c in cfg.callbacks.values())]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()],
-                              plugins=[AtomicCheckpointIO()], limit_val_batches=0)
+                              plugins=[AtomicCheckpointIO()], limit_val_batches=0,
+                              log_every_n_steps=max(1, cfg.trainer.log_every_n_steps // updates_per_step))
     else:
         trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps, max_epochs=-1, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -116,6 +119,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--updates-per-step", type=int, default=1, metavar="K",
+                        help="also time the full recipe with updates_per_step=K (a 'full xK' row)")
     parser.add_argument("--nchw", action="store_true", help="every path with NCHW weights (the recipe without "
                         "callbacks.channels_last)")
     parser.add_argument("--data-dir", default=os.environ.get("DA_BENCH_DATA", "data"))
@@ -131,11 +136,15 @@ def main(argv=None):
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup()
-    times = {"plain": [], "bare": [], "full": []}
+    k = args.updates_per_step
+    times = {"plain": [], "bare": [], "full": [], **({f"full x{k}": []} if k > 1 else {})}
     for r in range(args.rounds):
         times["plain"].append(plain(cfg, datamodule, args))
         times["bare"].append(lightning(cfg, datamodule, args, full=False))
         times["full"].append(lightning(config(args, f"{tmp}/full{r}", args.warmup + args.steps), datamodule, args, True))
+        if k > 1:
+            cfg_k = config(args, f"{tmp}/full{r}x{k}", args.warmup + args.steps, [f"updates_per_step={k}"])
+            times[f"full x{k}"].append(lightning(cfg_k, datamodule, args, True, k))
         print(" | ".join(f"{k} {v[-1]:.2f} ms" for k, v in times.items()), flush=True)
     median = {k: statistics.median(v) for k, v in times.items()}
     # each round times the three paths back to back: its own ratio is less exposed to slow drifts of the machine

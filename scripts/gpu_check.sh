@@ -6,10 +6,11 @@
 #   1. steps/s of every classification method on mnist_mnistm at 32-true and bf16-mixed (bench.py,
 #      resident data, channels-last weights; each pair built once);
 #   2. one full DANN mnist_mnistm run at the default 10,000 steps alone on the GPU (trainer=gpu): the
-#      process's wall time and its accuracy;
-#   3. `table=mnistm` at 5 seeds (15 runs) plus DANN with NCHW weights at the same 5 seeds, packed 10 at a
-#      time on the one GPU (run_packed.py): the grid's wall time, and target accuracy of DANN in the two
-#      layouts over seeds (tables via make_tables.py).
+#      process's wall time and its accuracy, once with one update per Lightning step and once with
+#      updates_per_step=8 (Lightning's per-step machinery once per 8 updates: methods/base.py);
+#   3. `table=mnistm` at 5 seeds (15 runs) plus DANN with updates_per_step=8 at the same 5 seeds, packed 10
+#      at a time on the one GPU (run_packed.py): the grid's wall time, and target accuracy of DANN at
+#      1 and 8 updates per step over seeds (tables via make_tables.py).
 # Each part has its own time limit, so a slow part cannot eat the next one's; what finished is written.
 # SMOKE=1 runs every part on the CPU at a few steps (to check the script itself without a GPU).
 set -u
@@ -21,10 +22,10 @@ logs=${LOGS:-/tmp/gpu_check_logs}
 py=$(command -v python3 || command -v python)
 if [ "${SMOKE:-0}" = 1 ]; then
   device=cpu; trainer="trainer=default"; bench_steps=(--steps 3 --warmup 1); run_steps="trainer.max_steps=4"
-  seeds=0; jobs=2; limits=(300 120 400); precisions=(32-true)
+  seeds=0; jobs=2; limits=(300 120 120 400); precisions=(32-true)
 else
   device=cuda; trainer="trainer=gpu"; bench_steps=(--steps 200 --warmup 20); run_steps=""
-  seeds=0,1,2,3,4; jobs=10; limits=(120 130 300); precisions=(32-true bf16-mixed)
+  seeds=0,1,2,3,4; jobs=10; limits=(100 110 90 260); precisions=(32-true bf16-mixed)
 fi
 {
   echo "# GPU check (issue #12)"
@@ -41,21 +42,25 @@ timeout "${limits[0]}" "$py" scripts/bench.py --device "$device" --precision "${
 echo "bench.py exit $?" | tee -a "$report"
 [ -f "$OUT/bench.md" ] && sed 1d "$OUT/bench.md" >> "$report"
 
-echo "== 2. one full DANN run"
-start=$(date +%s%N)
-timeout "${limits[1]}" "$py" -m da_bench.train method=dann data=mnist_mnistm seed=0 $trainer $run_steps \
-  paths.log_dir="$logs/single" callbacks.progress_bar.refresh_rate=0 > "$logs.single.log" 2>&1
-rc=$?
-wall=$(( ($(date +%s%N) - start) / 1000000 ))
-metrics=$(find "$logs/single" -name metrics.json | head -n 1)
-acc=$([ -n "$metrics" ] && "$py" -c "import json,sys; m=json.load(open(sys.argv[1])); print(f\"test/tgt_acc {m['test/tgt_acc']:.4f}, training wall_s {m['wall_s']}\")" "$metrics")
-printf '\n## One DANN run (%s)\n\nexit %s; process wall time %s ms; %s\n' "$trainer $run_steps" "$rc" "$wall" "$acc" | tee -a "$report"
+for updates in 1 8; do
+  echo "== 2. one full DANN run, updates_per_step=$updates"
+  start=$(date +%s%N)
+  timeout "${limits[$(( updates == 1 ? 1 : 2 ))]}" "$py" -m da_bench.train method=dann data=mnist_mnistm seed=0 \
+    $trainer $run_steps updates_per_step=$updates paths.log_dir="$logs/single$updates" \
+    callbacks.progress_bar.refresh_rate=0 > "$logs.single$updates.log" 2>&1
+  rc=$?
+  wall=$(( ($(date +%s%N) - start) / 1000000 ))
+  metrics=$(find "$logs/single$updates" -name metrics.json | head -n 1)
+  acc=$([ -n "$metrics" ] && "$py" -c "import json,sys; m=json.load(open(sys.argv[1])); print(f\"test/tgt_acc {m['test/tgt_acc']:.4f}, training wall_s {m['wall_s']}\")" "$metrics")
+  printf '\n## One DANN run (%s updates_per_step=%s)\n\nexit %s; process wall time %s ms; %s\n' "$trainer $run_steps" \
+    "$updates" "$rc" "$wall" "$acc" | tee -a "$report"
+done
 
-echo "== 3. table=mnistm at 5 seeds + DANN NCHW, packed"
+echo "== 3. table=mnistm at 5 seeds + DANN at 8 updates per step, packed"
 start=$(date +%s%N)
-timeout "${limits[2]}" "$py" scripts/run_packed.py mnistm --jobs "$jobs" --log-dir "$logs/packed" seed=$seeds $trainer \
+timeout "${limits[3]}" "$py" scripts/run_packed.py mnistm --jobs "$jobs" --log-dir "$logs/packed" seed=$seeds $trainer \
   $run_steps paths.log_dir="$logs/grid" callbacks.progress_bar.refresh_rate=0 \
-  --also "method=dann ~callbacks.channels_last" > "$logs.packed.log" 2>&1
+  --also "method=dann updates_per_step=8" > "$logs.packed.log" 2>&1
 rc=$?
 wall=$(( ($(date +%s%N) - start) / 1000000 ))
 printf '\n## Packed grid\n\nexit %s; %s at a time; wall time %s ms; %s\n' "$rc" "$jobs" "$wall" "$(tail -n 1 "$logs.packed.log")" \

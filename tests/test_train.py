@@ -104,17 +104,17 @@ def test_oracle_alone_sees_target_labels(fixture_data, tmp_path):
     from da_bench.methods import DANN, TargetOnly
 
     for name, cls in (("dann", DANN), ("target_only", TargetOnly)):
-        original = cls.training_step
+        original = cls.update
 
-        def spy(self, batch, batch_idx, _name=name, _orig=original):
+        def spy(self, batch, _name=name, _orig=original):
             seen.setdefault(_name, set(batch))
-            return _orig(self, batch, batch_idx)
+            return _orig(self, batch)
 
-        cls.training_step = spy
+        cls.update = spy
         try:
             train(make_cfg(fixture_data, tmp_path / name, [f"method={name}"]))
         finally:
-            cls.training_step = original
+            cls.update = original
     assert "tgt_y" not in seen["dann"] and "tgt_y" in seen["target_only"]
 
 

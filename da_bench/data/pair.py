@@ -207,6 +207,7 @@ class DomainPair(pl.LightningDataModule):
         self.normalize, self.resident, self.num_workers, self.seed = normalize, resident, num_workers, seed
         self.split_seed = split_seed
         self.expose_target_labels = False  # set by train.py from the method (the oracle only)
+        self.updates_per_step = 1  # set by train.py: batches handed to each training_step
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mean = self.std = None
 
@@ -253,7 +254,8 @@ class DomainPair(pl.LightningDataModule):
                                  persistent_workers=self.num_workers > 0)
                 for name, (x, y) in domains.items()
             })
-        return HideTargetLabels(batches) if not self.expose_target_labels else batches
+        batches = HideTargetLabels(batches) if not self.expose_target_labels else batches
+        return UpdateGroups(batches, self.updates_per_step) if self.updates_per_step > 1 else batches
 
     @property
     def split_sizes(self) -> dict[str, int]:
@@ -276,6 +278,19 @@ class DomainPair(pl.LightningDataModule):
 
     def test_dataloader(self):
         return self._eval_loaders("test")
+
+
+class UpdateGroups:
+    """Lists of `size` consecutive batches: the batches of one `training_step` that runs `size` updates
+    (`updates_per_step`, methods/base.py). The stream of batches is the same as one at a time."""
+
+    def __init__(self, batches, size: int):
+        self.batches, self.size = batches, size
+
+    def __iter__(self):
+        it = iter(self.batches)
+        while True:
+            yield [next(it) for _ in range(self.size)]
 
 
 class HideTargetLabels:

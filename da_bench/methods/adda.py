@@ -57,7 +57,6 @@ class ADDA(DAMethod):
         if adversary_input not in ADVERSARY_INPUTS:
             raise ValueError(f"method.adversary_input must be one of {ADVERSARY_INPUTS}, not {adversary_input!r}")
         self.pretrain_optimizer, self.adapt_optimizer = pretrain_optimizer, adapt_optimizer
-        self.automatic_optimization = False
         self.target_encoder = copy.deepcopy(net.encoder)
         self.target_classifier = copy.deepcopy(net.classifier) if adapt_classifier else None
         num_classes = net.classifier[-1].out_features
@@ -109,7 +108,7 @@ class ADDA(DAMethod):
         adapt = self.adapt_optimizer(params=[p for module in adapted for p in module.parameters()])
         return [source, adapt]
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         if self.global_step < self.pretrain_steps:
             self._pretrain(batch["src_x"], batch["src_y"])
         else:

@@ -19,7 +19,7 @@ class FeatureAlignment(DAMethod):
     def discrepancy(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         x_s, y_s, x_t = batch["src_x"], batch["src_y"], batch["tgt_x"]
         features = self.net.encoder(torch.cat([x_s, x_t]))
         activations = [features, *self.net.head_activations(features)]

@@ -4,10 +4,19 @@ curves on the held-out val splits (val/src_*, and the oracle curve val/tgt_*_ora
 never used by a method), test/* once after training, and the features / logits the snapshot validators score
 (da_bench/snapshots.py).
 
-`DAMethod` is the classification base: a method subclasses it and writes `training_step` (its one update
-rule); evaluation calls `classify(x, domain)` = classifier_for(domain)(encoder_for(domain)(x)), and a
-method whose target domain has its own encoder or head (ADDA) overrides `encoder_for` / `classifier_for`.
-Its optimiser can follow DANN's annealing mu_p = mu_0 / (1 + alpha p)^beta. Segmentation methods subclass `SegMethod` (methods/segmentation.py).
+Training: a method writes `update(batch)`, its one update rule. A single-optimiser method returns its loss
+and the base takes the step (zero_grad, backward, step, the lr scheduler); a method with several optimisers
+(ADDA, WDGRL, seg_adv, CLAN) steps them itself and returns None. Optimisation is manual for every method, so
+that one Lightning `training_step` can run several updates: with `updates_per_step=K` the datamodule hands
+over K batches at once and the base applies `update` to each in turn. Lightning's per-step machinery (hooks,
+callbacks, logging, progress) then runs once per K updates; `max_steps` still counts updates (one per
+`update`, the global step), and K=1 is the plain loop. The same batches reach the same updates whatever K
+(tests/test_updates_per_step.py: identical weights).
+
+`DAMethod` is the classification base; evaluation calls `classify(x, domain)` =
+classifier_for(domain)(encoder_for(domain)(x)), and a method whose target domain has its own encoder or
+head (ADDA) overrides `encoder_for` / `classifier_for`. Its optimiser can follow DANN's annealing
+mu_p = mu_0 / (1 + alpha p)^beta. Segmentation methods subclass `SegMethod` (methods/segmentation.py).
 The reported numbers are the papers' rule, the weights at the last step; each validator's pick among the
 snapshots is reported beside them.
 """
@@ -36,6 +45,8 @@ class Method(pl.LightningModule):
         # optimiser factories stay out of hparams: checkpoints then load with torch.load(weights_only=True)
         self.save_hyperparameters(ignore=["net", "task", *OPTIMIZER_ARGS], logger=False)
         self.net, self.task, self.optimizer = net, task, optimizer
+        self.automatic_optimization = False  # training_step runs updates; see the module docstring
+        self._last_update = True
 
     @property
     def target_metric(self) -> str:
@@ -47,12 +58,50 @@ class Method(pl.LightningModule):
         """Training progress p in [0, 1]: global step / max_steps (restored with the step on resume)."""
         return min(1.0, self.global_step / max(1, self.trainer.max_steps))
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "training_step" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: write the update rule as update(batch); Method.training_step runs it")
+
+    def update(self, batch: dict) -> torch.Tensor | None:
+        """One update on one batch (src_x, src_y, tgt_x[, tgt_y]): return the loss for the base's optimiser
+        step, or step the method's own optimisers and return None."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict | list[dict], batch_idx: int) -> None:
+        batches = batch if isinstance(batch, list) else [batch]
+        batches = batches[: max(1, self.trainer.max_steps - self.global_step)]  # the last call may run fewer
+        for i, one in enumerate(batches):
+            self._last_update = i == len(batches) - 1
+            loss = self.update(one)
+            if loss is not None:
+                self.optimizer_step_on(loss)
+        if len(batches) > 1 and logs_this_step(self.trainer):
+            self._log_update_step(self.global_step - 1)
+
+    def _log_update_step(self, step: int) -> None:
+        """With several updates per training_step, the loggers' x axis is still the update (Lightning's own
+        would count training_step calls); with one, Lightning's step is already the update's."""
+        datamodule = self.trainer.datamodule
+        if getattr(datamodule, "updates_per_step", 1) > 1:
+            self.log("step", float(step), prog_bar=False)
+
+    def optimizer_step_on(self, loss: torch.Tensor) -> None:
+        """The single optimiser's step on `loss`, and its lr scheduler's (what automatic optimisation did)."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
     def log_train(self, values: dict, prog_bar: bool = True) -> None:
         """A method's train/* values, handed to Lightning only on the steps it writes to the loggers (every
-        trainer.log_every_n_steps). `self.log` costs about a millisecond of Python per call,
-        and a progress-bar value a host sync: paid every step, that alone is several per cent of a CPU step.
-        FiniteGuard checks these values on the same steps."""
-        if logs_this_step(self.trainer):
+        trainer.log_every_n_steps) and, of several updates per step, from the last. `self.log` costs about a
+        millisecond of Python per call, and a progress-bar value a host sync: paid every step, that alone is
+        several per cent of a CPU step. FiniteGuard checks these values on the same steps."""
+        if logs_this_step(self.trainer) and self._last_update:
             self.log_dict(values, prog_bar=prog_bar)
 
     def embed(self, x: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,9 +120,11 @@ class Method(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         self.task.end_epoch(self, "val")
+        self._log_update_step(self.global_step - (self.trainer.state.fn == "fit"))  # Lightning's steps at K=1
 
     def on_test_epoch_end(self):
         self.task.end_epoch(self, "test")
+        self._log_update_step(self.global_step)
 
 
 class DAMethod(Method):

@@ -62,7 +62,7 @@ class DAAN(DAMethod):
         self.register_buffer("omega", torch.tensor(0.5))
         self.register_buffer("distance_sums", torch.zeros(3))  # d_g, d_l, steps since the last estimate
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         x_s, y_s, x_t = batch["src_x"], batch["src_y"], batch["tgt_x"]
         features = self.net.encoder(torch.cat([x_s, x_t]))
         logits = self.net.classifier(features)

@@ -25,7 +25,7 @@ class DANN(DAMethod):
         hidden = discriminator_hidden if discriminator_hidden is not None else net.discriminator_hidden
         self.domain_loss = DomainAdversarialLoss(DomainDiscriminator(net.feature_dim, hidden, init=net.init))
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         x_s, y_s, x_t = batch["src_x"], batch["src_y"], batch["tgt_x"]
         features = self.net.encoder(torch.cat([x_s, x_t]))
         f_s, f_t = features[: len(x_s)], features[len(x_s):]

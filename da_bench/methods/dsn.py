@@ -43,7 +43,7 @@ class DSN(DAMethod):
                                                                      init=net.init))
         self.examples = {}
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         x = {"src": batch["src_x"], "tgt": batch["tgt_x"]}
         shared = {d: self.net.encoder(x[d]) for d in x}
         private = {d: self.private[d](x[d]) for d in x}

@@ -32,7 +32,6 @@ class SegAdversarial(SegMethod):
         super().__init__(net, optimizer, poly_power, num_heads, grid_images, warmup_fraction, head_lr_multiplier)
         self.discriminator_optimizer = discriminator_optimizer
         self.discriminator = PixelDiscriminator(self.num_classes, discriminator_channels)
-        self.automatic_optimization = False
 
     def configure_optimizers(self):
         gen = self.optimizer(params=self.generator_parameters())
@@ -55,7 +54,7 @@ class SegAdversarial(SegMethod):
     def domain_logits(self, prob: torch.Tensor) -> torch.Tensor:
         return upsample(self.discriminator(prob), prob.shape[-2:])
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         opt_g, opt_d = self.optimizers()
         damping = 1.0 - self.progress if self.hparams.damping else 1.0
         x_s, y_s, x_t = batch["src_x"], batch["src_y"].long(), batch["tgt_x"]

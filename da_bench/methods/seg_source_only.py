@@ -10,7 +10,7 @@ from da_bench.methods.segmentation import SegMethod
 class SegSourceOnly(SegMethod):
     train_domain = "src"
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         x, y = batch[f"{self.train_domain}_x"], batch[f"{self.train_domain}_y"]
         loss = F.cross_entropy(self.segment(x), y.long())
         self.log_train({"train/loss_seg": loss})

@@ -9,7 +9,7 @@ from da_bench.methods.base import DAMethod
 class SourceOnly(DAMethod):
     train_domain = "src"
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         x, y = batch[f"{self.train_domain}_x"], batch[f"{self.train_domain}_y"]
         loss = F.cross_entropy(self.net(x), y)
         self.log_train({"train/loss_cls": loss})

@@ -29,7 +29,6 @@ class WDGRL(DAMethod):
                  weight: float = 0.1, gp_weight: float = 10.0, critic_steps: int = 5,
                  critic_hidden: Sequence[int] = (100,)):
         super().__init__(net, optimizer, lr_schedule)
-        self.automatic_optimization = False
         self.critic_optimizer = critic_optimizer
         self.critic = mlp(net.feature_dim, critic_hidden, 1)
 
@@ -40,7 +39,7 @@ class WDGRL(DAMethod):
             return [main["optimizer"], critic], [main["lr_scheduler"]]
         return [main, critic]
 
-    def training_step(self, batch, batch_idx):
+    def update(self, batch):
         x_s, y_s, x_t = batch["src_x"], batch["src_y"], batch["tgt_x"]
         opt, critic_opt = self.optimizers()
         features = self.net.encoder(torch.cat([x_s, x_t]))
