@@ -15,7 +15,7 @@ the mapping loss and used for the target images, as the authors' code does (its 
 fc4); the default keeps the paper's shared, frozen C (the deviation from that code: measured on MNIST -> USPS,
 adapting C did not help, .857 ± .025 vs .872 ± .022 over 3 seeds, results/survey.md).
 Both are updated from the same forward pass in one optimiser step, as the authors' code does (one
-Lightning step per iteration, so max_steps counts iterations). Target test: C(M_t(x_t)); beside it,
+global step per iteration, so max_steps counts iterations). Target test: C(M_t(x_t)); beside it,
 test/tgt_acc_stage1 = C(M_s(x_t)), the stage-1 source model on the same target images.
 """
 from __future__ import annotations
