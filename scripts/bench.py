@@ -6,6 +6,7 @@ path, a torchvision-style PIL pipeline) and weight layout (NCHW, channels-last);
     python scripts/bench.py --device cuda --precision 32-true bf16-mixed
     python scripts/bench.py --paths resident --layouts nchw channels_last --pairs mnist_mnistm mnist_usps
     python scripts/bench.py --steps 300 --out results/bench.md
+    python scripts/bench.py --device cuda --updates-per-step 1 8    # also K=8 updates per Lightning step
 
 Each cell trains the real method with the pair's config (net, batch size per domain) for --warmup steps
 untimed, then --steps timed steps (no validation, logging or checkpoints). Pairs whose data is not under
@@ -43,20 +44,21 @@ FIRST_FILE = {"mnist_mnistm": "MNIST/raw/train-images-idx3-ubyte.gz", "svhn_mnis
 
 class StepTimer(pl.Callback):
     def __init__(self, warmup: int):
-        self.warmup, self.start = warmup, None
+        self.warmup, self.start, self.first = warmup, None, None
 
     def _sync(self, trainer):
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize()
 
     def on_train_batch_start(self, trainer, *args):
-        if trainer.global_step == self.warmup and self.start is None:
+        if trainer.global_step >= self.warmup and self.start is None:
             self._sync(trainer)
-            self.start = time.perf_counter()
+            self.start, self.first = time.perf_counter(), trainer.global_step
 
     def on_train_end(self, trainer, *args):
         self._sync(trainer)
-        self.seconds = time.perf_counter() - self.start
+        timed = trainer.global_step - self.first if self.start is not None else 0
+        self.steps_per_s = timed / (time.perf_counter() - self.start) if timed else float("nan")  # none timed
 
 
 class PILItems(torch.utils.data.Dataset):
@@ -99,8 +101,8 @@ LAYOUTS = ("nchw", "channels_last")
 DECODED: dict = {}  # pair -> (splits, mean, std) on the CPU: each pair is read and decoded once per bench
 
 
-def measure(data_root, method, pair, path, args, precision, out_dir, channels_last: bool) -> float:
-    """Training steps per second of one cell."""
+def measure(data_root, method, pair, path, args, precision, out_dir, channels_last: bool, updates: int) -> float:
+    """Training steps (updates) per second of one cell."""
     resident = path == "resident"
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # methods that write images (DSN) write them here
     overrides = [f"method={method}", f"data={pair}", f"paths.data_dir={data_root}", f"paths.output_dir={out_dir}",
@@ -116,6 +118,7 @@ def measure(data_root, method, pair, path, args, precision, out_dir, channels_la
     DECODED.setdefault(pair, (dict(datamodule.splits), datamodule.mean, datamodule.std))
     module = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     datamodule.expose_target_labels = module.uses_target_labels
+    datamodule.updates_per_step = updates
     if path == "torchvision":
         datamodule.setup()
         use_pil_pipeline(datamodule, args.workers)
@@ -126,7 +129,7 @@ def measure(data_root, method, pair, path, args, precision, out_dir, channels_la
                          enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
                          callbacks=[timer] + ([ChannelsLast()] if channels_last else []))
     trainer.fit(module, datamodule=datamodule)
-    return args.steps / timer.seconds
+    return timer.steps_per_s
 
 
 def hardware(device: str) -> str:
@@ -144,6 +147,8 @@ def main(argv=None):
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="data paths to time")
     parser.add_argument("--layouts", nargs="+", default=["channels_last"], choices=LAYOUTS,
                         help="memory layouts of the conv weights to time (channels_last: the training default)")
+    parser.add_argument("--updates-per-step", nargs="+", type=int, default=[1], metavar="K",
+                        help="updates per Lightning training_step to time (updates_per_step; 1: the default)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the DataLoader path")
@@ -157,7 +162,8 @@ def main(argv=None):
 
     tmp = Path(tempfile.mkdtemp(prefix="da_bench_bench_"))
     synthetic_root = None
-    rows, columns = [], [(path, layout) for path in args.paths for layout in args.layouts]
+    rows, columns = [], [(path, layout, k) for path in args.paths for layout in args.layouts
+                         for k in args.updates_per_step]
     for pair in args.pairs:
         root, source = Path(args.data_dir), "real"
         if not (root / FIRST_FILE[pair]).exists():
@@ -170,15 +176,15 @@ def main(argv=None):
         for method in args.methods:
             for precision in args.precision:
                 try:
-                    speed = [measure(root, method, pair, path, args, precision, tmp / "run", layout == "channels_last")
-                             for path, layout in columns]
+                    speed = [measure(root, method, pair, path, args, precision, tmp / "run", layout == "channels_last", k)
+                             for path, layout, k in columns]
                 except DataError as err:
                     print(f"skip {pair}: {err}", file=sys.stderr)
                     break
                 rows.append((method, pair, source, precision, *speed, *(s / speed[0] for s in speed[1:])))
                 print(" | ".join(f"{v:.2f}" if isinstance(v, float) else v for v in rows[-1]), flush=True)
 
-    names = [f"{path} {layout}" for path, layout in columns]
+    names = [f"{path} {layout}" + (f" x{k}" if k > 1 else "") for path, layout, k in columns]
     table = ["| method | pair | data | precision | " + " | ".join(f"{n} steps/s" for n in names)
              + "".join(f" | {n} / {names[0]}" for n in names[1:]) + " |",
              "|---" * (4 + 2 * len(names) - 1) + "|"]
@@ -191,7 +197,8 @@ def main(argv=None):
             f"Paths: resident = data.resident=true (uint8 on the device, batched indexing + normalisation); "
             f"dataloader = data.resident=false (per-sample uint8 tensors, default collate); torchvision = the common "
             f"alternative, a PIL image per sample through ToTensor + Normalize (bench only). Layouts: nchw, or "
-            f"channels_last (conv weights in NHWC memory, callbacks.channels_last: the training default).\n\n"
+            f"channels_last (conv weights in NHWC memory, callbacks.channels_last: the training default); "
+            f"xK = updates_per_step=K (K updates per Lightning step).\n\n"
             + "\n".join(table) + "\n")
     print("\n" + text)
     if args.out:

@@ -3,8 +3,8 @@
 #   bash ../shared/gpu/prepare.sh                                    (here: fills .gpu/)
 #   device run, carry [".gpu"], timeout_s 590:  . .gpu/env.sh && bash scripts/gpu_check.sh
 # It prints, and writes under $OUT (default ./gpu_check) as gpu_check.md + runs.tar.gz:
-#   1. steps/s of every classification method on mnist_mnistm at 32-true and bf16-mixed (bench.py,
-#      resident data, channels-last weights; each pair built once);
+#   1. steps/s of every classification method on mnist_mnistm at 32-true and bf16-mixed, at 1 and 8
+#      updates per Lightning step (bench.py, resident data, channels-last weights; each pair built once);
 #   2. one full DANN mnist_mnistm run at the default 10,000 steps alone on the GPU (trainer=gpu): the
 #      process's wall time and its accuracy, once with one update per Lightning step and once with
 #      updates_per_step=8 (Lightning's per-step machinery once per 8 updates: methods/base.py);
@@ -18,14 +18,14 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check}
 mkdir -p "$OUT"
 report="$OUT/gpu_check.md"
-logs=${LOGS:-/tmp/gpu_check_logs}
+logs=${LOGS:-$(mktemp -d)/logs}  # fresh: a finished run left by an earlier check would be skipped
 py=$(command -v python3 || command -v python)
 if [ "${SMOKE:-0}" = 1 ]; then
-  device=cpu; trainer="trainer=default"; bench_steps=(--steps 3 --warmup 1); run_steps="trainer.max_steps=4"
+  device=cpu; trainer="trainer=default"; bench_steps=(--steps 16 --warmup 8); run_steps="trainer.max_steps=4"
   seeds=0; jobs=2; limits=(300 120 120 400); precisions=(32-true)
 else
   device=cuda; trainer="trainer=gpu"; bench_steps=(--steps 200 --warmup 20); run_steps=""
-  seeds=0,1,2,3,4; jobs=10; limits=(100 110 90 260); precisions=(32-true bf16-mixed)
+  seeds=0,1,2,3,4; jobs=10; limits=(130 100 70 280); precisions=(32-true bf16-mixed)
 fi
 {
   echo "# GPU check (issue #12)"
@@ -37,7 +37,7 @@ fi
 
 echo "== 1. steps/s of every method (bench.py)"
 timeout "${limits[0]}" "$py" scripts/bench.py --device "$device" --precision "${precisions[@]}" --paths resident \
-  --methods source_only dann adda ddc dan coral wdgrl dsn daan target_only --pairs mnist_mnistm "${bench_steps[@]}" \
+  --methods source_only dann adda ddc dan coral wdgrl dsn daan target_only --pairs mnist_mnistm "${bench_steps[@]}" --updates-per-step 1 8 \
   --out "$OUT/bench.md" > "$logs.bench.log" 2>&1
 echo "bench.py exit $?" | tee -a "$report"
 [ -f "$OUT/bench.md" ] && sed 1d "$OUT/bench.md" >> "$report"
