@@ -52,6 +52,14 @@ def device_name(trainer: pl.Trainer) -> str:
     return f"{device.type} x{trainer.world_size} ({name})"
 
 
+def intervals_in_calls(cfg: DictConfig) -> dict:
+    """The trainer's intervals, which the config counts in updates, in training_step calls (Lightning's
+    count), each of updates_per_step updates."""
+    updates = cfg.updates_per_step
+    return {"val_check_interval": cfg.trainer.val_check_interval // updates,
+            "log_every_n_steps": max(1, cfg.trainer.log_every_n_steps // updates)}
+
+
 def finish_wandb(loggers) -> None:
     """Close the W&B run: each job of a multirun is its own run, even in one process."""
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
@@ -95,12 +103,9 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
         raise ConfigError(f"selection={cfg.selection}: {cfg.names.method} has no snapshot validation "
                           "(no embed(x, domain), or callbacks.snapshots removed); use selection=last_step")
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
-    datamodule.updates_per_step = updates = cfg.updates_per_step
-    # the config counts updates; Lightning counts training_step calls, each of `updates` updates
+    datamodule.updates_per_step = cfg.updates_per_step
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                      plugins=[AtomicCheckpointIO()],
-                                      val_check_interval=cfg.trainer.val_check_interval // updates,
-                                      log_every_n_steps=max(1, cfg.trainer.log_every_n_steps // updates))
+                                      plugins=[AtomicCheckpointIO()], **intervals_in_calls(cfg))
     commit = git_commit()
     run_config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     for logger in loggers:

@@ -40,6 +40,8 @@ from da_bench.checkpoints import AtomicCheckpointIO  # noqa: E402
 from da_bench.losses import dann_lambda  # noqa: E402
 from da_bench.provenance import cpu_name, git_commit  # noqa: E402
 from da_bench.run_dir import register_resolvers  # noqa: E402
+from da_bench.train import intervals_in_calls  # noqa: E402
+from scripts.bench import StepTimer  # noqa: E402
 
 
 def config(args, out_dir: str, steps: int, extra=()):
@@ -49,18 +51,6 @@ def config(args, out_dir: str, steps: int, extra=()):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return cfg
-
-
-class StepTimer(pl.Callback):
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.ms = warmup, None, None
-
-    def on_train_batch_start(self, trainer, *args):
-        if self.start is None and trainer.global_step >= self.warmup:
-            self.start, self.first = time.perf_counter(), trainer.global_step
-
-    def on_train_end(self, trainer, *args):
-        self.ms = (time.perf_counter() - self.start) / (trainer.global_step - self.first) * 1000
 
 
 def plain(cfg, datamodule, args) -> float:
@@ -94,22 +84,21 @@ def plain(cfg, datamodule, args) -> float:
     return (time.perf_counter() - start) / (total - args.warmup) * 1000
 
 
-def lightning(cfg, datamodule, args, full: bool, updates_per_step: int = 1) -> float:
+def lightning(cfg, datamodule, args, full: bool) -> float:
     method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     timer = StepTimer(args.warmup)
-    datamodule.updates_per_step = updates_per_step
+    datamodule.updates_per_step = cfg.updates_per_step
     if full:
         callbacks = [timer, TrainingClock(), *(instantiate(c) for c in cfg.callbacks.values())]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()],
-                              plugins=[AtomicCheckpointIO()], limit_val_batches=0,
-                              log_every_n_steps=max(1, cfg.trainer.log_every_n_steps // updates_per_step))
+                              plugins=[AtomicCheckpointIO()], limit_val_batches=0, **intervals_in_calls(cfg))
     else:
         trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps, max_epochs=-1, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                              limit_val_batches=0, num_sanity_val_steps=0,
                              callbacks=[timer, *([] if args.nchw else [ChannelsLast()])])
     trainer.fit(method, datamodule=datamodule)
-    return timer.ms
+    return 1000 / timer.steps_per_s
 
 
 def main(argv=None):
@@ -144,7 +133,7 @@ def main(argv=None):
         times["full"].append(lightning(config(args, f"{tmp}/full{r}", args.warmup + args.steps), datamodule, args, True))
         if k > 1:
             cfg_k = config(args, f"{tmp}/full{r}x{k}", args.warmup + args.steps, [f"updates_per_step={k}"])
-            times[f"full x{k}"].append(lightning(cfg_k, datamodule, args, True, k))
+            times[f"full x{k}"].append(lightning(cfg_k, datamodule, args, True))
         print(" | ".join(f"{k} {v[-1]:.2f} ms" for k, v in times.items()), flush=True)
     median = {k: statistics.median(v) for k, v in times.items()}
     # each round times the three paths back to back: its own ratio is less exposed to slow drifts of the machine

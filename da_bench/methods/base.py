@@ -76,7 +76,7 @@ class Method(pl.LightningModule):
             loss = self.update(one)
             if loss is not None:
                 self.optimizer_step_on(loss)
-        if len(batches) > 1 and logs_this_step(self.trainer):
+        if logs_this_step(self.trainer):
             self._log_update_step(self.global_step - 1)
 
     def _log_update_step(self, step: int) -> None:
@@ -86,9 +86,10 @@ class Method(pl.LightningModule):
         if getattr(datamodule, "updates_per_step", 1) > 1:
             self.log("step", float(step), prog_bar=False)
 
-    def optimizer_step_on(self, loss: torch.Tensor) -> None:
-        """The single optimiser's step on `loss`, and its lr scheduler's (what automatic optimisation did)."""
-        optimizer = self.optimizers()
+    def optimizer_step_on(self, loss: torch.Tensor, optimizer=None) -> None:
+        """A step of `optimizer` (default: the method's single one) on `loss`, then the lr scheduler's
+        (what automatic optimisation did)."""
+        optimizer = self.optimizers() if optimizer is None else optimizer
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()

@@ -57,11 +57,6 @@ class WDGRL(DAMethod):
         wasserstein = wasserstein_estimate(self.critic, h_s, h_t)
         self.critic.requires_grad_(True)
         loss_cls = F.cross_entropy(self.net.classifier(h_s), y_s)
-        opt.zero_grad()
-        self.manual_backward(loss_cls + self.hparams.weight * wasserstein)
-        opt.step()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
+        self.optimizer_step_on(loss_cls + self.hparams.weight * wasserstein, opt)
         self.log_train({"train/loss_cls": loss_cls, "train/wasserstein": wasserstein,
                        "train/loss_critic": critic_loss})
