@@ -6,11 +6,17 @@
 - `resume_checkpoint(run_dir)`: the newest loadable checkpoint of a run directory; a corrupt one is named
   in the log and moved aside (`*.corrupt-<time>`), and the previous good one is used instead.
 - `checkpoint_file(path)`: a checkpoint given by the user as a file or as a run directory, checked.
+
+Checks load a checkpoint as Lightning's resume does, `torch.load(weights_only=True)`: one that stores a
+pickled object (a da_bench checkpoint from before 2026-12-01 kept seg_adv's and CLAN's discriminator
+optimiser factory) is named in one line and left in place, not taken for corrupt.
 """
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +31,10 @@ REQUIRED_KEYS = ("state_dict", "global_step")
 
 class CheckpointError(RuntimeError):
     """A checkpoint the user named is missing, unreadable or of another method (printed as one line)."""
+
+
+class PickledObjectError(CheckpointError):
+    """An intact checkpoint that a weights-only load refuses: it stores a pickled object."""
 
 
 def previous_of(path: Path) -> Path:
@@ -52,8 +62,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def read_checkpoint(path: Path) -> dict:
     """The checkpoint at `path`, or CheckpointError saying why it cannot be used."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, random bytes, a pickle of something else
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if isinstance(err, pickle.UnpicklingError) and refused:
+            raise PickledObjectError(
+                f"checkpoint {path} stores a pickled {refused.group(1)}, which a resume's weights-only load refuses "
+                "(da_bench before 2026-12-01 kept seg_adv's and CLAN's optimiser factory in it): "
+                "rerun=true starts the run again") from None
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt: {type(err).__name__})") from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint (no state_dict / global_step)")
@@ -89,6 +105,8 @@ def resume_checkpoint(checkpoint_dir: Path) -> Path | None:
         try:
             read_checkpoint(candidate)
             return candidate
+        except PickledObjectError:
+            raise  # intact: moving it aside would throw the run's progress away
         except CheckpointError as err:
             aside = candidate.with_name(f"{candidate.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(candidate, aside)

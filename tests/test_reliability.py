@@ -1,4 +1,5 @@
 """A broken run is never a result, interruptions resume, and every user error is one line (issue #13)."""
+import functools
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from da_bench.callbacks import NonFiniteError
-from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, previous_of, resume_checkpoint
+from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, PickledObjectError, previous_of, resume_checkpoint
 from da_bench.checks import ConfigError
 from da_bench.data.files import cached_arrays
 from da_bench.provenance import git_commit
@@ -123,6 +124,14 @@ def test_checkpoints_that_do_not_fit_are_one_line(fixture_data, tmp_path):
     # a run directory is accepted as printed (no "=" in its name), but it holds another method's weights
     with pytest.raises(CheckpointError, match="does not fit ADDA"):
         train(make_cfg(fixture_data, tmp_path / "adda", ["method=adda", f"ckpt_path={tmp_path / 'dann'}"]))
+    # an intact checkpoint with a pickled callable (as seg_adv / CLAN wrote them before): named, left in place
+    state = torch.load(tmp_path / "dann" / "checkpoints" / "last.ckpt", weights_only=True)
+    state["hyper_parameters"] = {"discriminator_optimizer": functools.partial(torch.optim.Adam, lr=1e-4)}
+    torch.save(state, tmp_path / "dann" / "checkpoints" / "last.ckpt")
+    (tmp_path / "dann" / "metrics.json").unlink()
+    with pytest.raises(PickledObjectError, match="last.ckpt stores a pickled functools.partial.*rerun=true"):
+        train(make_cfg(fixture_data, tmp_path / "dann", ["method=dann"]))
+    assert list((tmp_path / "dann" / "checkpoints").iterdir()) == [tmp_path / "dann" / "checkpoints" / "last.ckpt"]
     (tmp_path / "junk.ckpt").write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError, match="junk.ckpt is unreadable"):
         train(make_cfg(fixture_data, tmp_path / "x", ["method=dann", f"ckpt_path={tmp_path / 'junk.ckpt'}"]))

@@ -91,6 +91,8 @@ def test_digit_scenes_from_real_format_files(fixture_data, tmp_path):
 def test_every_seg_method_on_every_seg_pair(fixture_data, tmp_path, method, pair):
     metrics = train(make_cfg(fixture_data, tmp_path, [f"method={method}", f"data={pair}", *SMALL_SCENES]))
     assert metrics["steps"] == 6 and metrics["target_metric"] == "test/tgt_miou"
+    # loadable as a resume loads it (weights only): a pickled optimiser factory would make the run unresumable
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 6
     for key in ("test/tgt_miou", "test/src_miou", "test/tgt_pixel_acc", "test/tgt_iou_0", "test/tgt_iou_bg"):
         assert 0.0 <= metrics[key] <= 1.0
     per_class = [metrics[f"test/tgt_iou_{c}"] for c in [*range(10), "bg"]]
@@ -178,3 +180,18 @@ def test_clan_heads_train_at_ten_times_the_trunk_lr_after_a_warm_up(fixture_data
     expected = 1e-3 * (1 - 7 / 20) ** 0.9
     assert trunk["lr"] == pytest.approx(expected) and heads["lr"] == pytest.approx(10 * expected)
     assert discriminator.param_groups[0]["lr"] == pytest.approx(1e-4 * (1 - 7 / 20) ** 0.9)
+
+
+def test_an_interrupted_clan_run_resumes_to_the_end(fixture_data, tmp_path):
+    # CLAN steps two optimisers and takes a second optimiser factory: both must survive a stop and relaunch
+    from da_bench.errors import RunInterrupted
+
+    base = ["method=clan", "data=mnist_mnistm_seg", *SMALL_SCENES]
+    with pytest.raises(RunInterrupted):
+        train(make_cfg(fixture_data, tmp_path, [*base, "+callbacks.term._target_=tests.helpers.SignalAt",
+                                                "+callbacks.term.step=3"]))
+    assert not (tmp_path / "metrics.json").exists()
+    metrics = train(make_cfg(fixture_data, tmp_path, base))
+    assert metrics["steps"] == 6 and metrics["resumed_from"].endswith("last.ckpt")
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert [s["last_epoch"] for s in state["lr_schedulers"]] == [6, 6]

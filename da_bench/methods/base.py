@@ -34,16 +34,16 @@ from da_bench.callbacks import logs_this_step
 from da_bench.losses.grl import annealed_lr_factor
 from da_bench.methods.tasks import DOMAINS, Classification, metric_key  # noqa: F401  (re-exported)
 
-OPTIMIZER_ARGS = ("optimizer", "pretrain_optimizer", "adapt_optimizer", "critic_optimizer")
-
 
 class Method(pl.LightningModule):
     uses_target_labels = False  # only the oracle reads target labels; the datamodule hides them otherwise
 
     def __init__(self, net: nn.Module, task: nn.Module, optimizer: Callable | None = None):
         super().__init__()
-        # optimiser factories stay out of hparams: checkpoints then load with torch.load(weights_only=True)
-        self.save_hyperparameters(ignore=["net", "task", *OPTIMIZER_ARGS], logger=False)
+        self.save_hyperparameters(ignore=["net", "task"], logger=False)
+        # every callable argument (the optimiser factories, whatever a method names them) stays out of the
+        # checkpoint: a resume loads it with torch.load(weights_only=True), which refuses pickled callables
+        self.remove_ignored_hparams([name for name, value in self.hparams.items() if callable(value)])
         self.net, self.task, self.optimizer = net, task, optimizer
         self.automatic_optimization = False  # training_step runs updates; see the module docstring
         self._last_update = True
