@@ -112,6 +112,29 @@ class TrainingClock(pl.Callback):
         self.previous = float(state_dict["seconds"])
 
 
+class RandomState(pl.Callback):
+    """torch's random state (CPU and CUDA) in every checkpoint, put back when a resumed run starts training:
+    dropout and the methods' own draws continue as in an uninterrupted run (the batches already do, see
+    data/pair.py's StepIndices). Applied at on_train_start, after anything that draws while Lightning sets up."""
+
+    def __init__(self):
+        self.restored: dict | None = None
+
+    def state_dict(self) -> dict:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.restored = state_dict
+
+    def on_train_start(self, trainer, pl_module):
+        if self.restored is not None:
+            torch.set_rng_state(self.restored["cpu"])
+            if self.restored["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self.restored["cuda"])
+            self.restored = None
+
+
 class UpdateProgressBar(TQDMProgressBar):
     """Lightning's progress bar, counting updates: the global step of max_steps (a resumed run's bar starts
     where it stopped), the same whatever `updates_per_step`. Lightning's own counts training_step calls, so

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from da_bench import grid, snapshots
-from da_bench.callbacks import NonFiniteError, TrainingClock, nonfinite_parameters
+from da_bench.callbacks import NonFiniteError, RandomState, TrainingClock, nonfinite_parameters
 from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_fits, checkpoint_file, previous_of,
                                   read_checkpoint, resume_checkpoint)
 from da_bench.checks import ConfigError, validate_config
@@ -98,7 +98,7 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
         resumed_step = state["global_step"]
         del state
     clock = TrainingClock()
-    callbacks = [clock, *(instantiate(c) for c in (cfg.callbacks or {}).values())]
+    callbacks = [clock, RandomState(), *(instantiate(c) for c in (cfg.callbacks or {}).values())]
     if cfg.selection != snapshots.LAST_STEP and not (snapshots.find(callbacks) and snapshots.supported(method)):
         raise ConfigError(f"selection={cfg.selection}: {cfg.names.method} has no snapshot validation "
                           "(no embed(x, domain), or callbacks.snapshots removed); use selection=last_step")

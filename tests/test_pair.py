@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from da_bench.data import DataError, Domain, DomainPair
-from da_bench.data.pair import fit_channels, fit_geometry, input_stats
+from da_bench.data.pair import StepIndices, fit_channels, fit_geometry, input_stats
 from da_bench.data.sources import MNIST, MNISTM, USPS
 
 
@@ -62,6 +62,22 @@ def test_resident_batches_hide_target_labels_and_cover_each_epoch(fixture_data):
     # one epoch of a domain draws each image at most once: label counts cannot exceed the split's
     counts = torch.bincount(seen, minlength=10)
     assert (counts <= torch.bincount(pair.splits["tgt_train"][1], minlength=10)).all()
+
+
+def test_step_indices_are_a_function_of_the_step():
+    def first(stream, k):
+        it = iter(stream)
+        return [next(it).tolist() for _ in range(k)]
+
+    full = first(StepIndices(10, 3, seed=0, domain=0), 9)  # 3 batches per epoch, the 10th image left out
+    for epoch in range(3):
+        drawn = sum(full[3 * epoch: 3 * epoch + 3], [])
+        assert len(set(drawn)) == 9  # each epoch draws every image at most once
+    assert full[:3] != full[3:6]  # a new permutation per epoch
+    for start in (1, 3, 5):  # a resumed stream is the tail of the uninterrupted one
+        assert first(StepIndices(10, 3, seed=0, domain=0, start_step=start), 9 - start) == full[start:]
+    assert first(StepIndices(10, 3, seed=1, domain=0), 3) != full[:3]
+    assert first(StepIndices(10, 3, seed=0, domain=1), 3) != full[:3]
 
 
 def test_binarize_and_pixel_mean_are_applied(fixture_data):

@@ -63,17 +63,27 @@ def test_cli_errors_are_one_line_with_their_exit_codes(fixture_data, tmp_path):
         assert not list((tmp_path / str(i)).rglob("metrics.json"))
 
 
-def test_sigterm_checkpoints_exits_143_and_the_relaunch_resumes(fixture_data, tmp_path):
+# dann on the resident batches; wdgrl (a critic with its own optimiser) on the DataLoader path
+@pytest.mark.parametrize("overrides", [["method=dann"], ["method=wdgrl", "data.resident=false"]], ids=["dann", "wdgrl"])
+def test_sigterm_checkpoints_exits_143_and_the_relaunch_ends_as_an_uninterrupted_run(fixture_data, tmp_path,
+                                                                                     overrides):
     signal = ["+callbacks.term._target_=tests.helpers.SignalAt", "+callbacks.term.step=3"]
-    base = ["method=dann", "trainer.max_steps=8"]
+    base = [*overrides, "trainer.max_steps=8"]
     with pytest.raises(RunInterrupted) as stopped:
         train(make_cfg(fixture_data, tmp_path, base + signal))
     assert stopped.value.exit_code == 143 and "SIGTERM" in str(stopped.value)
     assert not (tmp_path / "metrics.json").exists()
-    step = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    step = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
     assert 3 <= step < 8
     metrics = train(make_cfg(fixture_data, tmp_path, base))
     assert metrics["steps"] == 8 and metrics["resumed_from"].endswith("last.ckpt")
+    # the same batches and random draws from the stop on: the weights of a run that was never stopped
+    uninterrupted = train(make_cfg(fixture_data, tmp_path / "uninterrupted", base))
+    assert uninterrupted["test/tgt_acc"] == metrics["test/tgt_acc"]
+    resumed, straight = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+                         for d in (tmp_path, tmp_path / "uninterrupted"))
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=0, msg=name)
 
 
 def test_a_sigterm_stops_a_grid_with_a_report_and_a_nonzero_exit(fixture_data, tmp_path):

@@ -182,7 +182,7 @@ def test_clan_heads_train_at_ten_times_the_trunk_lr_after_a_warm_up(fixture_data
     assert discriminator.param_groups[0]["lr"] == pytest.approx(1e-4 * (1 - 7 / 20) ** 0.9)
 
 
-def test_an_interrupted_clan_run_resumes_to_the_end(fixture_data, tmp_path):
+def test_an_interrupted_clan_run_ends_as_an_uninterrupted_one(fixture_data, tmp_path):
     # CLAN steps two optimisers and takes a second optimiser factory: both must survive a stop and relaunch
     from da_bench.errors import RunInterrupted
 
@@ -195,3 +195,7 @@ def test_an_interrupted_clan_run_resumes_to_the_end(fixture_data, tmp_path):
     assert metrics["steps"] == 6 and metrics["resumed_from"].endswith("last.ckpt")
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert [s["last_epoch"] for s in state["lr_schedulers"]] == [6, 6]
+    train(make_cfg(fixture_data, tmp_path / "uninterrupted", base))
+    straight = torch.load(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name in straight:  # the weights of a run that was never stopped
+        torch.testing.assert_close(state["state_dict"][name], straight[name], rtol=0, atol=0, msg=name)

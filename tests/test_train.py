@@ -33,9 +33,14 @@ def test_every_method_on_every_pair(fixture_data, tmp_path, method, pair):
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 3
 
 
-def test_dataloader_path_trains_too(fixture_data, tmp_path):
-    metrics = train(make_cfg(fixture_data, tmp_path, ["method=dann", "data.resident=false"]))
-    assert metrics["steps"] == 6
+def test_the_dataloader_path_trains_the_resident_paths_model(fixture_data, tmp_path):
+    # both draw the batches of StepIndices; on the CPU they are the same tensors, so the same weights
+    runs = {path: train(make_cfg(fixture_data, tmp_path / path, ["method=dann", f"data.resident={path == 'resident'}"]))
+            for path in ("resident", "dataloader")}
+    assert runs["dataloader"]["steps"] == 6 and runs["dataloader"]["test/tgt_acc"] == runs["resident"]["test/tgt_acc"]
+    resident, loader = (read_ckpt(tmp_path / path / "checkpoints" / "last.ckpt")["state_dict"] for path in runs)
+    for name in resident:
+        torch.testing.assert_close(loader[name], resident[name], rtol=0, atol=0, msg=name)
 
 
 def test_finished_run_is_skipped(fixture_data, tmp_path):

@@ -108,35 +108,53 @@ def fit_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot convert {x.shape[1]} channels to {channels}")
 
 
-class ResidentBatches:
-    """Endless training batches drawn on the device: a fresh permutation per domain epoch. Labels are
-    gathered only for the domains in `labelled` (the target's are never touched for unsupervised methods)."""
+def stream_seed(seed: int, rank: int, domain: int, epoch: int) -> int:
+    """The seed of one domain epoch's permutation (a pure function: nothing to carry across a resume)."""
+    return (((seed * 1_000_003 + rank) * 101 + domain) * 1_000_003 + epoch) % 2**63
 
-    def __init__(self, domains: dict, batch_size: int, normalise, seed: int, labelled=("src", "tgt")):
-        self.domains, self.batch_size, self.normalise, self.seed = domains, batch_size, normalise, seed
+
+class StepIndices:
+    """Index batches of one domain as a function of the update step alone: epoch e, of n // batch_size
+    batches (the remainder dropped), is a permutation seeded by (seed, rank, domain, e). A run resumed at
+    step s therefore draws exactly the batches an uninterrupted run draws from step s on.
+
+    Example: `next(iter(StepIndices(10, 4, seed=0, domain=0, start_step=3)))` is the first batch of epoch 1.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, domain: int, start_step: int = 0, rank: int = 0,
+                 device: torch.device | str = "cpu"):
+        self.n, self.batch_size, self.seed, self.domain = n, batch_size, seed, domain
+        self.start_step, self.rank, self.device = start_step, rank, torch.device(device)
+
+    def __iter__(self):
+        per_epoch = self.n // self.batch_size
+        epoch, first = divmod(self.start_step, per_epoch)
+        while True:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(stream_seed(self.seed, self.rank, self.domain, epoch))
+            perm = torch.randperm(self.n, generator=gen, device=self.device)
+            for i in range(first, per_epoch):
+                yield perm[i * self.batch_size : (i + 1) * self.batch_size]
+            epoch, first = epoch + 1, 0
+
+
+class ResidentBatches:
+    """Endless training batches drawn on the device by `StepIndices`, one per domain. Labels are gathered
+    only for the domains in `labelled` (the target's are never touched for unsupervised methods)."""
+
+    def __init__(self, domains: dict, indices: dict, normalise, labelled=("src", "tgt")):
+        self.domains, self.indices, self.normalise = domains, indices, normalise
         self.labelled = set(labelled)
 
     def __iter__(self):
-        device = next(iter(self.domains.values()))[0].device
-        gen = torch.Generator(device=device)
-        gen.manual_seed(self.seed)
-        cursors = {name: [None, 0] for name in self.domains}
-
-        def take(name):
-            x, y = self.domains[name]
-            perm, pos = cursors[name]
-            if perm is None or pos + self.batch_size > len(perm):
-                perm, pos = torch.randperm(len(x), generator=gen, device=device), 0
-            idx = perm[pos : pos + self.batch_size]
-            cursors[name] = [perm, pos + self.batch_size]
-            return self.normalise(x[idx]), (y[idx] if name in self.labelled else None)
-
+        streams = {name: iter(self.indices[name]) for name in self.domains}
         while True:
             batch = {}
-            for name in self.domains:
-                batch[f"{name}_x"], y = take(name)
-                if y is not None:
-                    batch[f"{name}_y"] = y
+            for name, (x, y) in self.domains.items():
+                idx = next(streams[name])
+                batch[f"{name}_x"] = self.normalise(x[idx])
+                if name in self.labelled:
+                    batch[f"{name}_y"] = y[idx]
             yield batch
 
 
@@ -167,8 +185,18 @@ class ItemDataset(Dataset):
         return self.normalise(self.x[i : i + 1])[0], self.y[i]
 
 
+class IndexLists:
+    """A DataLoader batch_sampler from index tensors (the DataLoader path draws the resident path's batches)."""
+
+    def __init__(self, indices):
+        self.indices = indices
+
+    def __iter__(self):
+        return (idx.tolist() for idx in self.indices)
+
+
 class LoaderBatches:
-    """Endless training batches from one DataLoader per domain (each restarted when exhausted)."""
+    """Endless training batches from one DataLoader per domain (a finite one is restarted when exhausted)."""
 
     def __init__(self, loaders: dict):
         self.loaders = loaders
@@ -239,19 +267,20 @@ class DomainPair(pl.LightningDataModule):
 
     def train_dataloader(self):
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        step = self.trainer.global_step if self.trainer is not None else 0
-        # a resumed run draws a new stream rather than replaying the batches it has already seen
-        seed = self.seed * 1_000_003 + rank * 10_007 + step
+        step = self.trainer.global_step if self.trainer is not None else 0  # > 0 when resumed
         domains = {"src": self.splits["src_train"], "tgt": self.splits["tgt_train"]}
+        device = next(iter(domains.values()))[0].device if self.resident else torch.device("cpu")
+        indices = {name: StepIndices(len(y), self.batch_size, self.seed, i, step, rank, device)
+                   for i, (name, (_, y)) in enumerate(domains.items())}
         if self.resident:
             labelled = ("src", "tgt") if self.expose_target_labels else ("src",)
-            batches = ResidentBatches(domains, self.batch_size, self.normalise, seed, labelled)
+            batches = ResidentBatches(domains, indices, self.normalise, labelled)
         else:
-            gen = torch.Generator().manual_seed(seed)
+            # the DataLoader's own generator only seeds its workers; drawing it keeps the global RNG untouched
             batches = LoaderBatches({
-                name: DataLoader(ItemDataset(x, y, self.normalise), self.batch_size, shuffle=True, drop_last=True,
-                                 num_workers=self.num_workers, generator=gen,
-                                 persistent_workers=self.num_workers > 0)
+                name: DataLoader(ItemDataset(x, y, self.normalise), batch_sampler=IndexLists(indices[name]),
+                                 num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                                 generator=torch.Generator().manual_seed(stream_seed(self.seed, rank, 2, 0)))
                 for name, (x, y) in domains.items()
             })
         batches = HideTargetLabels(batches) if not self.expose_target_labels else batches
@@ -269,8 +298,9 @@ class DomainPair(pl.LightningDataModule):
             if self.resident:
                 loaders.append(ResidentEval(x, y, self.eval_batch_size, self.normalise))
             else:
+                # a generator of its own: a validation pass must not draw from the global RNG (resume, RandomState)
                 loaders.append(DataLoader(ItemDataset(x, y, self.normalise), self.eval_batch_size,
-                                          num_workers=self.num_workers))
+                                          num_workers=self.num_workers, generator=torch.Generator()))
         return loaders
 
     def val_dataloader(self):
