@@ -117,7 +117,10 @@ class RunLock:
         return self
 
     def __exit__(self, *exc):
-        self.handle.close()  # releases the lock; the file stays (unlinking could race a waiting process)
+        # unlock explicitly: a process forked meanwhile (a DataLoader worker) shares the file and would keep
+        # the lock past close(); the file stays (unlinking could race a waiting process)
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
 
 
 def archive_run(run_dir: Path) -> Path | None:

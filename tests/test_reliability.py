@@ -161,6 +161,21 @@ def test_one_run_directory_one_process(fixture_data, tmp_path):
             train(make_cfg(fixture_data, tmp_path, ["method=source_only"]))
     assert train(make_cfg(fixture_data, tmp_path, ["method=source_only"]))["steps"] == 6  # released
 
+    # a process forked while the lock was held (a DataLoader worker still alive) must not keep it
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    with RunLock(tmp_path):
+        worker_may_exit = fork.Event()
+        worker = fork.Process(target=worker_may_exit.wait)
+        worker.start()
+    try:
+        with RunLock(tmp_path):
+            pass
+    finally:
+        worker_may_exit.set()
+        worker.join()
+
 
 def test_an_unwritable_run_directory_is_named(fixture_data, tmp_path):
     (tmp_path / "a_file").write_text("x")
