@@ -118,7 +118,8 @@ class StepIndices:
     batches (the remainder dropped), is a permutation seeded by (seed, rank, domain, e). A run resumed at
     step s therefore draws exactly the batches an uninterrupted run draws from step s on.
 
-    Example: `next(iter(StepIndices(10, 4, seed=0, domain=0, start_step=3)))` is the first batch of epoch 1.
+    Example: `next(iter(StepIndices(10, 4, seed=0, domain=0, start_step=2)))` is the first batch of epoch 1
+    (2 batches per epoch).
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, domain: int, start_step: int = 0, rank: int = 0,
@@ -276,11 +277,11 @@ class DomainPair(pl.LightningDataModule):
             labelled = ("src", "tgt") if self.expose_target_labels else ("src",)
             batches = ResidentBatches(domains, indices, self.normalise, labelled)
         else:
-            # the DataLoader's own generator only seeds its workers; drawing it keeps the global RNG untouched
+            # a generator of its own (it only seeds the workers): starting the loader leaves the global RNG alone
             batches = LoaderBatches({
                 name: DataLoader(ItemDataset(x, y, self.normalise), batch_sampler=IndexLists(indices[name]),
                                  num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                                 generator=torch.Generator().manual_seed(stream_seed(self.seed, rank, 2, 0)))
+                                 generator=torch.Generator())
                 for name, (x, y) in domains.items()
             })
         batches = HideTargetLabels(batches) if not self.expose_target_labels else batches
