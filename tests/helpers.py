@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
@@ -17,6 +18,19 @@ def make_cfg(data_root, out_dir, overrides=(), debug="fast"):
             "callbacks.progress_bar.refresh_rate=0", *([f"debug={debug}"] if debug else []), *overrides])
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def last_checkpoint(run_dir) -> dict:
+    """A run's checkpoints/last.ckpt, loaded as a resume loads it (weights only: no pickled objects)."""
+    return torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+
+
+def assert_same_weights(run_dir, other_run_dir) -> None:
+    """The two runs ended with bit-identical weights."""
+    ours, theirs = last_checkpoint(run_dir)["state_dict"], last_checkpoint(other_run_dir)["state_dict"]
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=0, msg=name)
 
 
 class InterruptAt(pl.Callback):

@@ -20,7 +20,7 @@ from da_bench.run_dir import RunDirBusy, RunLock
 from da_bench.errors import RunInterrupted
 from da_bench.run_dir import RunDirError
 from da_bench.train import train
-from tests.helpers import make_cfg
+from tests.helpers import assert_same_weights, last_checkpoint, make_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 DIVERGE = ["method=source_only", "method.optimizer.lr=1e6", "method.lr_schedule=null",
@@ -73,17 +73,13 @@ def test_sigterm_checkpoints_exits_143_and_the_relaunch_ends_as_an_uninterrupted
         train(make_cfg(fixture_data, tmp_path, base + signal))
     assert stopped.value.exit_code == 143 and "SIGTERM" in str(stopped.value)
     assert not (tmp_path / "metrics.json").exists()
-    step = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
-    assert 3 <= step < 8
+    assert 3 <= last_checkpoint(tmp_path)["global_step"] < 8
     metrics = train(make_cfg(fixture_data, tmp_path, base))
     assert metrics["steps"] == 8 and metrics["resumed_from"].endswith("last.ckpt")
     # the same batches and random draws from the stop on: the weights of a run that was never stopped
     uninterrupted = train(make_cfg(fixture_data, tmp_path / "uninterrupted", base))
     assert uninterrupted["test/tgt_acc"] == metrics["test/tgt_acc"]
-    resumed, straight = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-                         for d in (tmp_path, tmp_path / "uninterrupted"))
-    for name in straight:
-        torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=0, msg=name)
+    assert_same_weights(tmp_path, tmp_path / "uninterrupted")
 
 
 def test_a_sigterm_stops_a_grid_with_a_report_and_a_nonzero_exit(fixture_data, tmp_path):
@@ -135,7 +131,7 @@ def test_checkpoints_that_do_not_fit_are_one_line(fixture_data, tmp_path):
     with pytest.raises(CheckpointError, match="does not fit ADDA"):
         train(make_cfg(fixture_data, tmp_path / "adda", ["method=adda", f"ckpt_path={tmp_path / 'dann'}"]))
     # an intact checkpoint with a pickled callable (as seg_adv / CLAN wrote them before): named, left in place
-    state = torch.load(tmp_path / "dann" / "checkpoints" / "last.ckpt", weights_only=True)
+    state = last_checkpoint(tmp_path / "dann")
     state["hyper_parameters"] = {"discriminator_optimizer": functools.partial(torch.optim.Adam, lr=1e-4)}
     torch.save(state, tmp_path / "dann" / "checkpoints" / "last.ckpt")
     (tmp_path / "dann" / "metrics.json").unlink()

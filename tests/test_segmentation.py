@@ -8,7 +8,7 @@ from da_bench.data.sources import MNIST, DigitScenes
 from da_bench.data.sources.scenes import BACKGROUND, compose_scenes
 from da_bench.losses.clan import disagreement_weight, weight_discrepancy, weighted_bce_with_logits
 from da_bench.train import train
-from tests.helpers import make_cfg
+from tests.helpers import assert_same_weights, last_checkpoint, make_cfg
 
 SEG_METHODS = ["seg_source_only", "seg_adv", "clan", "seg_target_only"]
 SEG_PAIRS = ["mnist_mnistm_seg", "usps_mnist_seg"]
@@ -92,7 +92,7 @@ def test_every_seg_method_and_every_seg_pair(fixture_data, tmp_path, method, pai
     metrics = train(make_cfg(fixture_data, tmp_path, [f"method={method}", f"data={pair}", *SMALL_SCENES]))
     assert metrics["steps"] == 6 and metrics["target_metric"] == "test/tgt_miou"
     # loadable as a resume loads it (weights only): a pickled optimiser factory would make the run unresumable
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 6
+    assert last_checkpoint(tmp_path)["global_step"] == 6
     for key in ("test/tgt_miou", "test/src_miou", "test/tgt_pixel_acc", "test/tgt_iou_0", "test/tgt_iou_bg"):
         assert 0.0 <= metrics[key] <= 1.0
     per_class = [metrics[f"test/tgt_iou_{c}"] for c in [*range(10), "bg"]]
@@ -193,9 +193,6 @@ def test_an_interrupted_clan_run_ends_as_an_uninterrupted_one(fixture_data, tmp_
     assert not (tmp_path / "metrics.json").exists()
     metrics = train(make_cfg(fixture_data, tmp_path, base))
     assert metrics["steps"] == 6 and metrics["resumed_from"].endswith("last.ckpt")
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert [s["last_epoch"] for s in state["lr_schedulers"]] == [6, 6]
+    assert [s["last_epoch"] for s in last_checkpoint(tmp_path)["lr_schedulers"]] == [6, 6]
     train(make_cfg(fixture_data, tmp_path / "uninterrupted", base))
-    straight = torch.load(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    for name in straight:  # the weights of a run that was never stopped
-        torch.testing.assert_close(state["state_dict"][name], straight[name], rtol=0, atol=0, msg=name)
+    assert_same_weights(tmp_path, tmp_path / "uninterrupted")  # the weights of a run that was never stopped

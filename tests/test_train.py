@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from da_bench.errors import RunInterrupted
 from da_bench.train import train
-from tests.helpers import CONF, make_cfg
+from tests.helpers import CONF, assert_same_weights, last_checkpoint, make_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["source_only", "target_only", "dann", "adda", "ddc", "dan", "coral", "wdgrl", "dsn", "daan"]
@@ -32,7 +32,7 @@ def test_every_method_on_every_net_and_every_pair(fixture_data, tmp_path, method
     assert 0.0 <= metrics["test/tgt_acc"] <= 1.0 and metrics["selection"] == "last_step"
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     # loadable as a resume loads it (weights only): a pickled optimiser factory would make the run unresumable
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 3
+    assert last_checkpoint(tmp_path)["global_step"] == 3
 
 
 def test_the_dataloader_path_trains_the_resident_paths_model(fixture_data, tmp_path):
@@ -40,9 +40,7 @@ def test_the_dataloader_path_trains_the_resident_paths_model(fixture_data, tmp_p
     runs = {path: train(make_cfg(fixture_data, tmp_path / path, ["method=dann", f"data.resident={path == 'resident'}"]))
             for path in ("resident", "dataloader")}
     assert runs["dataloader"]["steps"] == 6 and runs["dataloader"]["test/tgt_acc"] == runs["resident"]["test/tgt_acc"]
-    resident, loader = (read_ckpt(tmp_path / path / "checkpoints" / "last.ckpt")["state_dict"] for path in runs)
-    for name in resident:
-        torch.testing.assert_close(loader[name], resident[name], rtol=0, atol=0, msg=name)
+    assert_same_weights(tmp_path / "dataloader", tmp_path / "resident")
 
 
 def test_finished_run_is_skipped(fixture_data, tmp_path):
