@@ -68,7 +68,8 @@ def test_cli_errors_are_one_line_with_their_exit_codes(fixture_data, tmp_path):
 def test_sigterm_checkpoints_exits_143_and_the_relaunch_ends_as_an_uninterrupted_run(fixture_data, tmp_path,
                                                                                      overrides):
     signal = ["+callbacks.term._target_=tests.helpers.SignalAt", "+callbacks.term.step=3"]
-    base = [*overrides, "trainer.max_steps=8"]
+    # a periodic save after the resume (step 5) as well: it must overwrite last.ckpt, not start a last-v1.ckpt
+    base = [*overrides, "trainer.max_steps=8", "callbacks.model_checkpoint.every_n_train_steps=5"]
     with pytest.raises(RunInterrupted) as stopped:
         train(make_cfg(fixture_data, tmp_path, base + signal))
     assert stopped.value.exit_code == 143 and "SIGTERM" in str(stopped.value)
@@ -76,6 +77,7 @@ def test_sigterm_checkpoints_exits_143_and_the_relaunch_ends_as_an_uninterrupted
     assert 3 <= last_checkpoint(tmp_path)["global_step"] < 8
     metrics = train(make_cfg(fixture_data, tmp_path, base))
     assert metrics["steps"] == 8 and metrics["resumed_from"].endswith("last.ckpt")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
     # the same batches and random draws from the stop on: the weights of a run that was never stopped
     uninterrupted = train(make_cfg(fixture_data, tmp_path / "uninterrupted", base))
     assert uninterrupted["test/tgt_acc"] == metrics["test/tgt_acc"]
