@@ -55,3 +55,24 @@ def test_domain_adversarial_loss_trains_discriminator_and_reverses_into_features
     torch.nn.functional.binary_cross_entropy_with_logits(logits, target).backward()
     assert torch.allclose(g_feat, -f_s.grad, atol=1e-6)
     assert torch.allclose(g_disc, disc.net[0].weight.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("scheme", ["tf_truncated_normal", "glorot_uniform"])
+def test_init_schemes_draw_the_tensorflow_codes_weights(scheme):
+    from da_bench.nets import ConvNet, init_weights
+
+    torch.manual_seed(0)
+    net = ConvNet(1, 28, 10, convs=[[20, 5, 2, 2], [50, 5, 2, 2]], padding="valid", encoder_fc=[500], head_fc=[])
+    init_weights(net, scheme)
+    fc500 = next(m for m in reversed(net.encoder) if isinstance(m, torch.nn.Linear))
+    weight, bias = fc500.weight.detach(), fc500.bias.detach()
+    assert weight.shape == (500, 800)
+    if scheme == "glorot_uniform":  # U(-a, a), a = sqrt(6 / (800 + 500)): std a / sqrt(3); biases 0
+        bound = math.sqrt(6 / (800 + 500))
+        assert weight.abs().max() <= bound and weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+        assert not bias.any()
+    else:  # N(0, 0.1) cut at 2 sigma (std 0.088); biases 0.1
+        assert weight.abs().max() <= 0.2 and weight.std().item() == pytest.approx(0.088, rel=0.02)
+        assert torch.all(bias == 0.1)
+    with pytest.raises(ValueError, match="init must be one of"):
+        init_weights(net, "xavier")

@@ -15,8 +15,18 @@ the mapping loss and used for the target images, as the authors' code does (its 
 fc4); the default keeps the paper's shared, frozen C (the deviation from that code: measured on MNIST -> USPS,
 adapting C did not help, .857 ± .025 vs .872 ± .022 over 3 seeds, results/survey.md).
 Both are updated from the same forward pass in one optimiser step, as the authors' code does (one
-global step per iteration, so max_steps counts iterations). Target test: C(M_t(x_t)); beside it,
-test/tgt_acc_stage1 = C(M_s(x_t)), the stage-1 source model on the same target images.
+global step per iteration, so max_steps counts iterations).
+Other differences from the authors' code (tools/train.py, train_adda.py, models/lenet.py), kept because
+LeNet and the input scaling are shared by every method on the USPS pairs; each is an override away:
+- LeNet starts from PyTorch's init; the code's is TF-slim's Glorot-uniform, biases 0 (`net.init=glorot_uniform`);
+- stage 1 has no L2 term; the code adds 2.5e-5 * ||w||^2 / 2 to the loss
+  (`method.pretrain_optimizer.weight_decay=2.5e-5`, which decays the biases as well);
+- images are scaled to [-1, 1] (the code: [0, 1], `data.normalize=unit`);
+- D ends in one logit with a binary cross-entropy; the code's two logits with a softmax cross-entropy are
+  the same family of classifiers. The code averages the mapping loss over source and target samples,
+  which halves its gradient; Adam's step does not depend on that scale.
+Target test: C(M_t(x_t)); beside it, test/tgt_acc_stage1 = C(M_s(x_t)), the stage-1 source model on the
+same target images.
 """
 from __future__ import annotations
 

@@ -15,20 +15,26 @@ from typing import Sequence
 import torch
 from torch import nn
 
-INITS = ("default", "tf_truncated_normal")
+INITS = ("default", "tf_truncated_normal", "glorot_uniform")
 
 
 def init_weights(module: nn.Module, scheme: str) -> None:
     """'default': PyTorch's own. 'tf_truncated_normal': the tf-dann initialisation, weights from
-    N(0, 0.1) truncated at 2 sigma, biases 0.1 (the scale the paper's gain depends on)."""
+    N(0, 0.1) truncated at 2 sigma, biases 0.1 (the scale the paper's gain depends on).
+    'glorot_uniform': TF-slim's default, the ADDA code's (weights U(-a, a), a = sqrt(6 / (fan_in + fan_out)),
+    biases 0)."""
     if scheme not in INITS:
         raise ValueError(f"init must be one of {INITS}, not {scheme!r}")
     if scheme == "default":
         return
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(m.weight, std=0.1, a=-0.2, b=0.2)
-            nn.init.constant_(m.bias, 0.1)
+            if scheme == "glorot_uniform":
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            else:
+                nn.init.trunc_normal_(m.weight, std=0.1, a=-0.2, b=0.2)
+                nn.init.constant_(m.bias, 0.1)
 
 
 def mlp(in_features: int, hidden: Sequence[int], out_features: int | None = None) -> nn.Sequential:
