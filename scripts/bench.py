@@ -7,6 +7,7 @@ path, a torchvision-style PIL pipeline) and weight layout (NCHW, channels-last);
     python scripts/bench.py --paths resident --layouts nchw channels_last --pairs mnist_mnistm mnist_usps
     python scripts/bench.py --steps 300 --out results/bench.md
     python scripts/bench.py --device cuda --updates-per-step 1 8    # also K=8 updates per Lightning step
+    python scripts/bench.py --device cuda --graphs off on           # also the CUDA-graph fast path
 
 Each cell trains the real method with the pair's config (net, batch size per domain) for --warmup steps
 untimed, then --steps timed steps (no validation, logging or checkpoints). Pairs whose data is not under
@@ -34,6 +35,7 @@ from hydra.utils import instantiate  # noqa: E402
 
 from da_bench.callbacks import ChannelsLast  # noqa: E402
 from da_bench.data.files import DataError  # noqa: E402
+from da_bench.fast_path import CudaGraphs  # noqa: E402
 from da_bench.run_dir import register_resolvers  # noqa: E402
 from da_bench.provenance import cpu_name, git_commit  # noqa: E402
 
@@ -101,7 +103,8 @@ LAYOUTS = ("nchw", "channels_last")
 DECODED: dict = {}  # pair -> (splits, mean, std) on the CPU: each pair is read and decoded once per bench
 
 
-def measure(data_root, method, pair, path, args, precision, out_dir, channels_last: bool, updates: int) -> float:
+def measure(data_root, method, pair, path, args, precision, out_dir, channels_last: bool, updates: int,
+            graphs: bool = False) -> float:
     """Training steps (updates) per second of one cell."""
     resident = path == "resident"
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # methods that write images (DSN) write them here
@@ -127,7 +130,8 @@ def measure(data_root, method, pair, path, args, precision, out_dir, channels_la
                          default_root_dir=out_dir,
                          precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         callbacks=[timer] + ([ChannelsLast()] if channels_last else []))
+                         callbacks=[timer] + ([ChannelsLast()] if channels_last else [])
+                         + ([CudaGraphs(enabled=True, rehearse=args.device != "cuda")] if graphs else []))
     trainer.fit(module, datamodule=datamodule)
     return timer.steps_per_s
 
@@ -149,6 +153,8 @@ def main(argv=None):
                         help="memory layouts of the conv weights to time (channels_last: the training default)")
     parser.add_argument("--updates-per-step", nargs="+", type=int, default=[1], metavar="K",
                         help="updates per Lightning training_step to time (updates_per_step; 1: the default)")
+    parser.add_argument("--graphs", nargs="+", default=["off"], choices=["off", "on"],
+                        help="time the CUDA-graph fast path too (callbacks.cuda_graphs; on a CPU: rehearsed)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the DataLoader path")
@@ -162,8 +168,8 @@ def main(argv=None):
 
     tmp = Path(tempfile.mkdtemp(prefix="da_bench_bench_"))
     synthetic_root = None
-    rows, columns = [], [(path, layout, k) for path in args.paths for layout in args.layouts
-                         for k in args.updates_per_step]
+    rows, columns = [], [(path, layout, k, graphs == "on") for path in args.paths for layout in args.layouts
+                         for k in args.updates_per_step for graphs in args.graphs]
     for pair in args.pairs:
         root, source = Path(args.data_dir), "real"
         if not (root / FIRST_FILE[pair]).exists():
@@ -176,15 +182,24 @@ def main(argv=None):
         for method in args.methods:
             for precision in args.precision:
                 try:
-                    speed = [measure(root, method, pair, path, args, precision, tmp / "run", layout == "channels_last", k)
-                             for path, layout, k in columns]
+                    speed = [measure(root, method, pair, path, args, precision, tmp / "run", layout == "channels_last",
+                                     k, graphs) for path, layout, k, graphs in columns]
                 except DataError as err:
                     print(f"skip {pair}: {err}", file=sys.stderr)
                     break
                 rows.append((method, pair, source, precision, *speed, *(s / speed[0] for s in speed[1:])))
                 print(" | ".join(f"{v:.2f}" if isinstance(v, float) else v for v in rows[-1]), flush=True)
+                report(rows, columns, args, argv)
 
-    names = [f"{path} {layout}" + (f" x{k}" if k > 1 else "") for path, layout, k in columns]
+    text = report(rows, columns, args, argv)
+    print("\n" + text)
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+def report(rows: list, columns: list, args, argv) -> str:
+    names = [f"{path} {layout}" + (f" x{k}" if k > 1 else "") + (" graphs" if graphs else "")
+             for path, layout, k, graphs in columns]
     table = ["| method | pair | data | precision | " + " | ".join(f"{n} steps/s" for n in names)
              + "".join(f" | {n} / {names[0]}" for n in names[1:]) + " |",
              "|---" * (4 + 2 * len(names) - 1) + "|"]
@@ -198,13 +213,13 @@ def main(argv=None):
             f"dataloader = data.resident=false (per-sample uint8 tensors, default collate); torchvision = the common "
             f"alternative, a PIL image per sample through ToTensor + Normalize (bench only). Layouts: nchw, or "
             f"channels_last (conv weights in NHWC memory, callbacks.channels_last: the training default); "
-            f"xK = updates_per_step=K (K updates per Lightning step).\n\n"
+            f"xK = updates_per_step=K (K updates per Lightning step); graphs = the CUDA-graph fast path "
+            f"(callbacks.cuda_graphs; rehearsed eagerly off CUDA).\n\n"
             + "\n".join(table) + "\n")
-    print("\n" + text)
-    if args.out:
+    if args.out:  # after every row: a bench stopped by a time limit keeps the rows it finished
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+    return text
 
 
 if __name__ == "__main__":

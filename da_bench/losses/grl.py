@@ -26,9 +26,11 @@ def grad_reverse(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
     return GradientReversal.apply(x, coeff)
 
 
-def dann_lambda(progress: float, gamma: float = 10.0) -> float:
-    """The GRL coefficient schedule lambda_p = 2 / (1 + exp(-gamma p)) - 1, p in [0, 1] (0 -> 1)."""
-    return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
+def dann_lambda(progress: float | torch.Tensor, gamma: float = 10.0) -> float | torch.Tensor:
+    """The GRL coefficient schedule lambda_p = 2 / (1 + exp(-gamma p)) - 1, p in [0, 1] (0 -> 1); a float, or
+    a tensor for a tensor p (the CUDA-graph fast path)."""
+    exp = torch.exp if torch.is_tensor(progress) else math.exp
+    return 2.0 / (1.0 + exp(-gamma * progress)) - 1.0
 
 
 def annealed_lr_factor(progress: float, alpha: float = 10.0, beta: float = 0.75) -> float:

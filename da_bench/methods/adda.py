@@ -88,6 +88,9 @@ class ADDA(DAMethod):
             return 0
         return round(self.hparams.pretrain_fraction * self.trainer.max_steps)
 
+    def graph_phase(self):
+        return self.global_step < self.pretrain_steps  # stage 1 and stage 2: one CUDA graph each
+
     def on_fit_start(self):
         if self.hparams.source_checkpoint and self.global_step == 0:
             self.net.load_state_dict(source_weights(self.hparams.source_checkpoint))

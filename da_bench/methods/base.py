@@ -13,6 +13,11 @@ callbacks, logging, progress) then runs once per K updates; `max_steps` still co
 `update`, the global step), and K=1 is the plain loop. The same batches reach the same updates whatever K
 (tests/test_updates_per_step.py: identical weights).
 
+On the CUDA-graph fast path (da_bench/fast_path.py) `run_update` is captured and replayed; an update rule
+then reads per-step values from the device (`schedule_progress` for its schedules), steps its lr schedulers
+through `step_lr_schedulers` (the host steps them between replays), names its phases in `graph_phase`, or
+says in `graph_unsupported` why it cannot be captured.
+
 `DAMethod` is the classification base; evaluation calls `classify(x, domain)` =
 classifier_for(domain)(encoder_for(domain)(x)), and a method whose target domain has its own encoder or
 head (ADDA) overrides `encoder_for` / `classifier_for`. Its optimiser can follow DANN's annealing
@@ -37,6 +42,7 @@ from da_bench.methods.tasks import DOMAINS, Classification, metric_key  # noqa: 
 
 class Method(pl.LightningModule):
     uses_target_labels = False  # only the oracle reads target labels; the datamodule hides them otherwise
+    graph_unsupported: str | None = None  # why this method's update cannot be a CUDA graph (da_bench/fast_path.py)
 
     def __init__(self, net: nn.Module, task: nn.Module, optimizer: Callable | None = None):
         super().__init__()
@@ -47,6 +53,9 @@ class Method(pl.LightningModule):
         self.net, self.task, self.optimizer = net, task, optimizer
         self.automatic_optimization = False  # training_step runs updates; see the module docstring
         self._last_update = True
+        self.graphs = None  # the CUDA-graph fast path, when callbacks.cuda_graphs switches it on
+        self._train_values: dict = {}  # name -> (value, prog_bar) of the update that ran last, on the fast path
+        self.register_buffer("progress_tensor", torch.zeros(()), persistent=False)
 
     @property
     def target_metric(self) -> str:
@@ -57,6 +66,16 @@ class Method(pl.LightningModule):
     def progress(self) -> float:
         """Training progress p in [0, 1]: global step / max_steps (restored with the step on resume)."""
         return min(1.0, self.global_step / max(1, self.trainer.max_steps))
+
+    @property
+    def schedule_progress(self) -> float | torch.Tensor:
+        """p for the schedules an update computes (GRL lambda, damping): `progress`, or on the fast path a 0-d
+        device tensor written before each update, so that a replayed CUDA graph reads this step's p."""
+        return self.progress_tensor if self.graphs is not None else self.progress
+
+    def graph_phase(self):
+        """Which CUDA graph an update replays: one per value (ADDA: its stage; CLAN: the preheat)."""
+        return None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -73,11 +92,22 @@ class Method(pl.LightningModule):
         batches = batches[: max(1, self.trainer.max_steps - self.global_step)]  # the last call may run fewer
         for i, one in enumerate(batches):
             self._last_update = i == len(batches) - 1
-            loss = self.update(one)
-            if loss is not None:
-                self.optimizer_step_on(loss)
+            if self.graphs is None:
+                self.run_update(one)
+                continue
+            self.graphs(one)
+            if logs_this_step(self.trainer) and self._last_update:
+                for name, (value, prog_bar) in self._train_values.items():
+                    self.log(name, value, prog_bar=prog_bar)
         if logs_this_step(self.trainer):
             self._log_update_step(self.global_step - 1)
+
+    def run_update(self, batch: dict) -> None:
+        """`update`, and the base's optimiser step when it returns a loss."""
+        self._train_values = {}
+        loss = self.update(batch)
+        if loss is not None:
+            self.optimizer_step_on(loss)
 
     def _log_update_step(self, step: int) -> None:
         """With several updates per training_step, the loggers' x axis is still the update (Lightning's own
@@ -93,16 +123,26 @@ class Method(pl.LightningModule):
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
+        self.step_lr_schedulers()
+
+    def step_lr_schedulers(self, now: bool = False) -> None:
+        """One step of every lr scheduler (an update steps each once). On the fast path only the host steps
+        them, after the update (`now`): written inside a captured update, an lr would be replayed unchanged."""
+        if self.graphs is not None and not now:
+            return
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()
 
     def log_train(self, values: dict, prog_bar: bool = True) -> None:
         """A method's train/* values, handed to Lightning only on the steps it writes to the loggers (every
         trainer.log_every_n_steps) and, of several updates per step, from the last. `self.log` costs about a
         millisecond of Python per call, and a progress-bar value a host sync: paid every step, that alone is
-        several per cent of a CPU step. FiniteGuard checks these values on the same steps."""
-        if logs_this_step(self.trainer) and self._last_update:
+        several per cent of a CPU step. FiniteGuard checks these values on the same steps. On the fast path
+        they are kept for training_step, which logs them after the update."""
+        if self.graphs is not None:
+            self._train_values.update({name: (value, prog_bar) for name, value in values.items()})
+        elif logs_this_step(self.trainer) and self._last_update:
             self.log_dict(values, prog_bar=prog_bar)
 
     def embed(self, x: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,6 +38,9 @@ class CLAN(SegAdversarial):
                          poly_power, num_heads=2, grid_images=grid_images, warmup_fraction=preheat_fraction,
                          head_lr_multiplier=head_lr_multiplier)
 
+    def graph_phase(self):
+        return self.progress < self.hparams.preheat_fraction  # pixel_weight's branch: one CUDA graph each side
+
     def segmentation_loss(self, source_logits, labels):
         return sum(F.cross_entropy(logits, labels) for logits in source_logits)
 

@@ -48,6 +48,8 @@ def dynamic_factor(d_global: float, d_local: float) -> float:
 
 
 class DAAN(DAMethod):
+    graph_unsupported = "omega is re-estimated on the host every omega_interval steps"
+
     def __init__(self, net, optimizer: Callable, lr_schedule: dict | None = None, gamma: float = 10.0,
                  weight: float = 1.0, global_scale: float = 0.05, local_scale: float = 0.01,
                  discriminator_hidden: Sequence[int] | None = None, local_hidden: Sequence[int] = (100,),
@@ -68,7 +70,7 @@ class DAAN(DAMethod):
         logits = self.net.classifier(features)
         n = len(x_s)
         loss_cls = F.cross_entropy(logits[:n], y_s)
-        coeff = dann_lambda(self.progress, self.hparams.gamma)
+        coeff = dann_lambda(self.schedule_progress, self.hparams.gamma)
         loss_g = self.hparams.global_scale * self.global_loss(features[:n], features[n:], coeff)[0]
         probs = logits.softmax(1).detach()
         loss_l = self.hparams.local_scale * sum(

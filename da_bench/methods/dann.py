@@ -30,7 +30,7 @@ class DANN(DAMethod):
         features = self.net.encoder(torch.cat([x_s, x_t]))
         f_s, f_t = features[: len(x_s)], features[len(x_s):]
         loss_cls = F.cross_entropy(self.net.classifier(f_s), y_s)
-        coeff = dann_lambda(self.progress, self.hparams.gamma)
+        coeff = dann_lambda(self.schedule_progress, self.hparams.gamma)
         loss_dom, dom_acc = self.domain_loss(f_s, f_t, coeff)
         self.log_train({"train/loss_cls": loss_cls, "train/loss_dom": loss_dom, "train/dom_acc": dom_acc,
                        "train/grl_lambda": coeff})

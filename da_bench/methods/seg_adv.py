@@ -56,7 +56,7 @@ class SegAdversarial(SegMethod):
 
     def update(self, batch):
         opt_g, opt_d = self.optimizers()
-        damping = 1.0 - self.progress if self.hparams.damping else 1.0
+        damping = 1.0 - self.schedule_progress if self.hparams.damping else 1.0
         x_s, y_s, x_t = batch["src_x"], batch["src_y"].long(), batch["tgt_x"]
 
         self.toggle_optimizer(opt_g)
@@ -84,8 +84,7 @@ class SegAdversarial(SegMethod):
         opt_d.optimizer.step()  # raw step: Lightning's global step counts iterations (one G step each)
         self.untoggle_optimizer(opt_d)
 
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
+        self.step_lr_schedulers()
         dom_acc = 0.5 * ((d_s < 0).float().mean() + (d_t > 0).float().mean())
         self.log_train({"train/loss_seg": loss_seg, "train/loss_adv": loss_adv, "train/loss_d": loss_d,
                        "train/dom_acc": dom_acc})

@@ -1,0 +1,168 @@
+"""The CUDA-graph fast path (issue #12): each method's update captured once as a CUDA graph and replayed.
+
+With `callbacks.cuda_graphs.enabled=true` on a CUDA device, `Method.training_step` hands each update to
+`GraphedUpdates`: the first `warmup` updates of each phase run eagerly (on a side stream, as CUDA graph
+capture requires), the next one is captured (forward, backward, every optimiser step of the method's update
+rule) and every later one replays it, so a step costs a few kernel launches from the host instead of
+hundreds. A phase is what `Method.graph_phase()` returns (ADDA: its stage; CLAN: the preheat), one graph each.
+
+What an update reads that changes from step to step lives on the device, so that a replay sees it:
+- the batch: copied into static buffers before each update;
+- progress p (`Method.schedule_progress`): a 0-d tensor written before each update; the GRL and damping
+  schedules read it;
+- the learning rates: 0-d tensors in the param groups, written by the lr schedulers outside the graph
+  (Adam runs `capturable`, SGD `fused`, the forms that read a tensor lr without a host sync);
+- the logged train/* values: the graph's output tensors, handed to Lightning after the update.
+The host per update: copy the batch, write p, replay, step the lr schedulers, count the global step.
+
+Not on the fast path (each says why in the log and trains eagerly): a method that sets `graph_unsupported`
+(DAAN re-estimates its omega on the host), a CPU (no graphs; `rehearse=true` runs the same discipline
+eagerly, which is how the tests check it), and a parameter whose memory moved since the capture (the graph is
+captured again). Unmeasured on a GPU so far: off by default until `scripts/gpu_check.sh` has compared it
+with the eager path (steps/s, target accuracy over seeds).
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+
+import pytorch_lightning as pl
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def count_update(trainer: pl.Trainer) -> None:
+    """One more global step, as Lightning's optimiser wrapper counts it (a replay does not run the wrapper)."""
+    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    progress.increment_ready()
+    progress.increment_completed()
+
+
+def prepare_optimizer(optimizer: torch.optim.Optimizer, device: torch.device, capture: bool) -> None:
+    """Learning rates as device tensors (a scheduler then writes them in place); on CUDA, the capturable
+    forms of Adam(W) and SGD. A scheduler built earlier keeps its float base_lrs, so it never reads a tensor."""
+    for group in optimizer.param_groups:
+        if not torch.is_tensor(group["lr"]):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        if capture and "capturable" in group:
+            group["capturable"] = True
+        elif capture and isinstance(optimizer, torch.optim.SGD):
+            group["fused"], group["foreach"] = True, False
+    if capture:
+        for state in optimizer.state.values():
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(device)
+
+
+class GraphedUpdates:
+    """Runs `method.run_update(batch)` under the fast-path discipline; captures it on CUDA (see module)."""
+
+    def __init__(self, method, warmup: int = 3, capture: bool = True):
+        self.method, self.warmup, self.capture = method, warmup, capture
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.phases: dict = {}  # phase -> {"eager": updates run eagerly, "graph": CUDAGraph, "params": data_ptrs}
+        self.stream = torch.cuda.Stream() if capture else None
+
+    def _static(self, batch: dict) -> dict:
+        for key, value in batch.items():
+            if key not in self.inputs or self.inputs[key].shape != value.shape:
+                self.inputs[key] = value.clone()  # a new shape (the first batch): a new buffer, a new graph
+                self.phases.clear()
+            else:
+                self.inputs[key].copy_(value, non_blocking=True)
+        return self.inputs
+
+    def _pointers(self) -> list[int]:
+        return [p.data_ptr() for p in self.method.parameters()]
+
+    def __call__(self, batch: dict) -> None:
+        method, trainer = self.method, self.method.trainer
+        before = trainer.global_step
+        inputs = self._static(batch)
+        method.progress_tensor.fill_(before / max(1, trainer.max_steps))
+        phase = self.phases.setdefault(method.graph_phase(), {"eager": 0, "graph": None, "params": None, "values": {}})
+        if phase["graph"] is not None and phase["params"] != self._pointers():
+            log.info("cuda_graphs: a parameter moved in memory since the capture; capturing again")
+            phase.update(eager=0, graph=None)
+        if phase["graph"] is not None:
+            method._train_values = phase["values"]  # the graph's outputs, rewritten by each replay
+            phase["graph"].replay()
+        elif not self.capture or phase["eager"] < self.warmup:
+            self._eagerly(inputs)
+            phase["eager"] += 1
+        else:
+            phase["graph"] = self._captured(inputs)
+            phase["params"], phase["values"] = self._pointers(), method._train_values
+            phase["graph"].replay()  # the capture only recorded the update; this runs it
+        if trainer.global_step == before:  # a replay: Lightning's optimiser wrapper did not count it
+            count_update(trainer)
+        method.step_lr_schedulers(now=True)
+
+    def _autocast(self):
+        """No autocast weight cache across the capture: a cached cast would be a copy of old weights."""
+        if self.capture and torch.is_autocast_enabled("cuda"):
+            return torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)
+        return nullcontext()
+
+    def _eagerly(self, inputs: dict) -> None:
+        if not self.capture:
+            self.method.run_update(inputs)
+            return
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream), self._autocast():
+            self.method.run_update(inputs)
+        torch.cuda.current_stream().wait_stream(self.stream)
+
+    def _captured(self, inputs: dict) -> torch.cuda.CUDAGraph:
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize()
+        try:
+            with torch.cuda.graph(graph), self._autocast():
+                self.method.run_update(inputs)
+        except Exception:
+            log.error("cuda_graphs: capturing %s's update failed (below); callbacks.cuda_graphs.enabled=false "
+                      "trains it eagerly", type(self.method).__name__)
+            raise
+        return graph
+
+
+class CudaGraphs(pl.Callback):
+    """Switches a method onto the fast path at the start of training (module docstring); `rehearse` runs the
+    same discipline without capture where CUDA is absent (the tests' check of everything but the capture)."""
+
+    def __init__(self, enabled: bool = False, warmup: int = 3, rehearse: bool = False):
+        self.enabled, self.warmup, self.rehearse = enabled, warmup, rehearse
+
+    def on_train_start(self, trainer, pl_module):
+        if not self.enabled:
+            return
+        why_not = pl_module.graph_unsupported
+        on_cuda = pl_module.device.type == "cuda"
+        if not on_cuda and not self.rehearse:
+            why_not = why_not or f"the device is {pl_module.device.type}; CUDA graphs need a CUDA device"
+        if trainer.precision not in ("32-true", "32", "bf16-mixed", "bf16-true"):
+            why_not = why_not or f"precision {trainer.precision} (a gradient scaler syncs with the host each step)"
+        if trainer.world_size > 1:
+            why_not = why_not or "DDP's gradient all-reduce hooks are not captured here"
+        if why_not:
+            log.warning("cuda_graphs: %s trains eagerly: %s", type(pl_module).__name__, why_not)
+            return
+        for optimizer in trainer.optimizers:
+            prepare_optimizer(optimizer, pl_module.device, capture=on_cuda)
+        pl_module.graphs = GraphedUpdates(pl_module, self.warmup, capture=on_cuda)
+        log.info("cuda_graphs: %s updates %s", type(pl_module).__name__,
+                 "captured and replayed" if on_cuda else "rehearsed eagerly (no CUDA)")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        """The optimisers as the eager path stores them (float lrs, not capturable), so that any run resumes."""
+        for state in checkpoint.get("optimizer_states", []) if self.enabled else []:
+            for group in state["param_groups"]:
+                group["lr"] = float(group["lr"])  # a host sync, once per checkpoint
+                if group.get("capturable"):
+                    group["capturable"] = False
+                if group.get("fused"):
+                    group["fused"], group["foreach"] = None, None
+
+    def on_train_end(self, trainer, pl_module):
+        pl_module.graphs = None
