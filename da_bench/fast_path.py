@@ -17,19 +17,53 @@ The host per update: copy the batch, write p, replay, step the lr schedulers, co
 
 Not on the fast path (each says why in the log and trains eagerly): a method that sets `graph_unsupported`
 (DAAN re-estimates its omega on the host), a CPU (no graphs; `rehearse=true` runs the same discipline
-eagerly, which is how the tests check it), and a parameter whose memory moved since the capture (the graph is
-captured again). Unmeasured on a GPU so far: off by default until `scripts/gpu_check.sh` has compared it
+eagerly, which is how the tests check it: the update that would be captured runs under `no_host_reads`, so an
+update rule that reads a device value on the host fails there as a capture would), and a parameter whose memory
+moved since the capture (the graph is captured again). Unmeasured on a GPU so far: off by default until `scripts/gpu_check.sh` has compared it
 with the eager path (steps/s, target accuracy over seeds).
 """
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
+import sys
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
 log = logging.getLogger(__name__)
+PACKAGE = str(Path(__file__).resolve().parent)
+HOST_READS = ("__bool__", "item", "tolist", "__float__", "__int__")
+
+
+class HostReadError(RuntimeError):
+    """An update rule read a tensor's value on the host: a host sync every step, and no CUDA graph can hold it."""
+
+
+@contextmanager
+def no_host_reads():
+    """Inside the block, da_bench code that reads a tensor's value on the host (`if tensor:`, .item(), float())
+    raises HostReadError naming the line: what a capture would fail on, found without CUDA. torch's and
+    Lightning's own reads pass (on CUDA the capturable optimisers avoid theirs)."""
+    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def guarded(name, original):
+        def read(tensor, *args):
+            caller = sys._getframe(1)
+            if caller.f_code.co_filename.startswith(PACKAGE):
+                raise HostReadError(f"{caller.f_code.co_filename}:{caller.f_lineno} reads a tensor's value on the "
+                                    f"host (Tensor.{name}): a CUDA graph cannot capture that update")
+            return original(tensor, *args)
+        return read
+
+    for name, original in originals.items():
+        setattr(torch.Tensor, name, guarded(name, original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
 
 
 def count_update(trainer: pl.Trainer) -> None:
@@ -89,7 +123,8 @@ class GraphedUpdates:
             method._train_values = phase["values"]  # the graph's outputs, rewritten by each replay
             phase["graph"].replay()
         elif not self.capture or phase["eager"] < self.warmup:
-            self._eagerly(inputs)
+            with no_host_reads() if phase["eager"] == self.warmup else nullcontext():  # rehearsing the capture
+                self._eagerly(inputs)
             phase["eager"] += 1
         else:
             phase["graph"] = self._captured(inputs)

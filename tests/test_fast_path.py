@@ -107,3 +107,14 @@ def test_a_replayed_update_counts_as_a_global_step(tmp_path):
     assert trainer.global_step == 3
     count_update(trainer)
     assert trainer.global_step == 4
+
+
+def test_no_host_reads_names_a_da_bench_line_that_reads_a_tensor_value():
+    from da_bench.fast_path import HostReadError, no_host_reads
+    from da_bench.methods.daan import dynamic_factor
+
+    with no_host_reads():
+        assert torch.ones(2).sum().item() == 2.0  # a read outside da_bench's code passes
+        with pytest.raises(HostReadError, match=r"daan.py:\d+ reads a tensor's value on the host \(Tensor.__bool__\)"):
+            dynamic_factor(torch.tensor(1.0), torch.tensor(1.0))  # `if total == 0` on a tensor
+    assert dynamic_factor(torch.tensor(1.0), torch.tensor(1.0)) == 0.5  # restored afterwards

@@ -77,10 +77,16 @@ class ADDA(DAMethod):
         self.register_buffer("target_ready", torch.tensor(False))
         self.adapting = False  # host copy of target_ready once stage 2 runs: no device read per step
 
-    def represent(self, domain: str, x: torch.Tensor) -> torch.Tensor:
-        """What the adversary reads: the logits C(M(x)) (default) or the encoder output M(x), of `domain`'s model."""
-        features = self.encoder_for(domain)(x)
-        return self.classifier_for(domain)(features) if self.hparams.adversary_input == "logits" else features
+    def represent(self, x: torch.Tensor, target: bool) -> torch.Tensor:
+        """What the adversary reads: the logits C(M(x)) (default) or the encoder output M(x), of the source or
+        the target model. Stage 2 names the model itself: encoder_for reads the target_ready buffer, a host
+        sync on a GPU that no CUDA graph can hold."""
+        encoder = self.target_encoder if target else self.net.encoder
+        features = encoder(x)
+        if self.hparams.adversary_input == "features":
+            return features
+        adapted_head = target and self.target_classifier is not None
+        return (self.target_classifier if adapted_head else self.net.classifier)(features)
 
     @property
     def pretrain_steps(self) -> int:
@@ -145,9 +151,9 @@ class ADDA(DAMethod):
             self.adapting = True
         opt = self.optimizers()[1]
         with torch.no_grad():
-            f_s = self.represent("src", x_s)
+            f_s = self.represent(x_s, target=False)
         with frozen(self.net.classifier):  # the source C stays the stage-1 classifier; the gradient passes through
-            f_t = self.represent("tgt", x_t)
+            f_t = self.represent(x_t, target=True)
         d_s, d_t = self.discriminator(f_s), self.discriminator(f_t.detach())
         loss_d = 0.5 * (F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s))
                         + F.binary_cross_entropy_with_logits(d_t, torch.zeros_like(d_t)))
