@@ -40,11 +40,11 @@ def assert_close_runs(fast_dir, eager_dir, rtol=1e-5, atol=1e-4):
         assert ours[name] == pytest.approx(theirs[name], rel=1e-3, abs=1e-5), name
 
 
-# one-optimiser methods with the GRL and lr schedules (dann, dsn), two stages (adda), a critic with its own
-# optimiser (wdgrl), and two segmentation optimisers and schedulers with a preheat phase (clan)
-@pytest.mark.parametrize("overrides", [["method=dann"], ["method=dsn"], ["method=adda"], ["method=wdgrl"],
+# one optimiser with the GRL and lr schedules (dann), two stages (adda), a critic with its own optimiser
+# (wdgrl), and two segmentation optimisers and schedulers with a preheat phase (clan)
+@pytest.mark.parametrize("overrides", [["method=dann"], ["method=adda"], ["method=wdgrl"],
                                        ["method=clan", "data=mnist_mnistm_seg", "method.preheat_fraction=0.25"]],
-                         ids=["dann", "dsn", "adda", "wdgrl", "clan"])
+                         ids=["dann", "adda", "wdgrl", "clan"])
 def test_the_rehearsed_fast_path_trains_the_eager_model(fixture_data, tmp_path, overrides):
     base = [*overrides, "trainer.max_steps=8"]
     eager = train(make_cfg(fixture_data, tmp_path / "eager", base))
@@ -74,10 +74,8 @@ def test_the_fast_path_with_several_updates_per_step_and_a_resume(fixture_data, 
 ])
 def test_a_run_off_the_fast_path_says_why_and_trains_eagerly(fixture_data, tmp_path, caplog, overrides, why):
     with caplog.at_level(logging.WARNING, logger="da_bench.fast_path"):
-        fast = train(make_cfg(fixture_data, tmp_path / "fast", overrides))
+        train(make_cfg(fixture_data, tmp_path, overrides + ["trainer.max_steps=2"]))
     assert any(why in record.getMessage() and "trains eagerly" in record.getMessage() for record in caplog.records)
-    eager = train(make_cfg(fixture_data, tmp_path / "eager", overrides[:1]))
-    assert fast["test/tgt_acc"] == eager["test/tgt_acc"]
 
 
 def test_a_replayed_update_counts_as_a_global_step(tmp_path):
