@@ -86,6 +86,8 @@ def test_daan_dynamic_factor_follows_the_authors_code():
     assert dynamic_factor(1.8, 0.2) == pytest.approx(0.1)
     assert dynamic_factor(1.0, 1.0) == 0.5 and dynamic_factor(0.0, 0.0) == 0.5
     assert dynamic_factor(0.0, 1.5) == 1.0
+    for d_g, d_l in [(0.2, 1.8), (1.8, 0.2), (0.0, 0.0), (0.0, 1.5)]:  # on the device: the same factor
+        assert dynamic_factor(torch.tensor(d_g), torch.tensor(d_l)).item() == pytest.approx(dynamic_factor(d_g, d_l))
     # d = 2 (1 - 2 loss) on the scaled losses: chance-level BCE (log 2) at scale .05 gives 2 (1 - .1 log 2)
     assert proxy_a_distance(0.05 * math.log(2)) == pytest.approx(2 * (1 - 0.1 * math.log(2)))
     assert proxy_a_distance(0.0) == 2.0 and proxy_a_distance(0.7) == 0.0

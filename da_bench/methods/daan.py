@@ -41,15 +41,16 @@ def proxy_a_distance(loss):
     return d.clamp_min(0.0) if torch.is_tensor(d) else max(0.0, d)
 
 
-def dynamic_factor(d_global: float, d_local: float) -> float:
-    """omega = 1 - d_g / (d_g + d_l): the local (conditional) term's share; 0.5 when both distances are 0."""
+def dynamic_factor(d_global, d_local):
+    """omega = 1 - d_g / (d_g + d_l): the local (conditional) term's share; 0.5 when both distances are 0.
+    Floats or tensors (computed on the device, without reading them back)."""
     total = d_global + d_local
+    if torch.is_tensor(total):
+        return torch.where(total == 0, 0.5, 1 - d_global / total.clamp_min(torch.finfo(total.dtype).tiny))
     return 0.5 if total == 0 else 1 - d_global / total
 
 
 class DAAN(DAMethod):
-    graph_unsupported = "omega is re-estimated on the host every omega_interval steps"
-
     def __init__(self, net, optimizer: Callable, lr_schedule: dict | None = None, gamma: float = 10.0,
                  weight: float = 1.0, global_scale: float = 0.05, local_scale: float = 0.01,
                  discriminator_hidden: Sequence[int] | None = None, local_hidden: Sequence[int] = (100,),
@@ -82,13 +83,19 @@ class DAAN(DAMethod):
                        "train/omega": omega, "train/grl_lambda": coeff})
         return loss_cls + self.hparams.weight * ((1 - omega) * loss_g + omega * loss_l)
 
+    def graph_phase(self):
+        return self._estimates_omega()  # the steps that re-estimate omega replay a CUDA graph of their own
+
+    def _estimates_omega(self) -> bool:
+        return (self.global_step + 1) % self.hparams.omega_interval == 0
+
     def _accumulate(self, loss_g: torch.Tensor, loss_l: torch.Tensor) -> None:
-        """Sums the proxy A-distances on the device (no host sync per step); every omega_interval steps
-        (the step counter restarts with the sums, so it is the global step modulo the interval) omega
-        becomes the dynamic factor of their means."""
+        """Sums the proxy A-distances on the device; every omega_interval steps (the step counter restarts
+        with the sums, so it is the global step modulo the interval) omega becomes the dynamic factor of
+        their means, computed on the device too: no update reads a value back to the host."""
         self.distance_sums += torch.stack([proxy_a_distance(loss_g), proxy_a_distance(loss_l / self.num_classes),
                                            torch.ones_like(loss_g)])
-        if (self.global_step + 1) % self.hparams.omega_interval == 0:
-            d_g, d_l, steps = self.distance_sums.tolist()
-            self.omega.fill_(dynamic_factor(d_g / steps, d_l / steps))
+        if self._estimates_omega():
+            d_g, d_l, steps = self.distance_sums.unbind()
+            self.omega.copy_(dynamic_factor(d_g / steps, d_l / steps))
             self.distance_sums.zero_()
