@@ -10,6 +10,7 @@ import torch
 from da_bench.errors import RunInterrupted
 from da_bench.train import train
 from tests.helpers import last_checkpoint, make_cfg
+from tests.test_segmentation import SMALL_SCENES
 
 REHEARSE = ["callbacks.cuda_graphs.enabled=true", "callbacks.cuda_graphs.rehearse=true",
             "callbacks.cuda_graphs.warmup=2"]
@@ -44,11 +45,12 @@ def assert_close_runs(fast_dir, eager_dir, rtol=1e-5, atol=1e-4):
 # (wdgrl), two segmentation optimisers and schedulers with a preheat phase (clan), and DAAN's omega
 # re-estimated on the device every 2 steps (its own phase)
 @pytest.mark.parametrize("overrides", [["method=dann"], ["method=adda"], ["method=wdgrl"],
-                                       ["method=clan", "data=mnist_mnistm_seg", "method.preheat_fraction=0.25"],
+                                       ["method=clan", "data=mnist_mnistm_seg", "method.preheat_fraction=0.25",
+                                        *SMALL_SCENES],
                                        ["method=daan", "method.omega_interval=2"]],
                          ids=["dann", "adda", "wdgrl", "clan", "daan"])
 def test_the_rehearsed_fast_path_trains_the_eager_model(fixture_data, tmp_path, overrides):
-    base = [*overrides, "trainer.max_steps=8"]
+    base = [*overrides, "trainer.max_steps=8", "~callbacks.snapshots"]  # (the validators are not what is tested)
     eager = train(make_cfg(fixture_data, tmp_path / "eager", base))
     fast = train(make_cfg(fixture_data, tmp_path / "fast", base + REHEARSE))
     assert fast["steps"] == eager["steps"] == 8
@@ -57,7 +59,8 @@ def test_the_rehearsed_fast_path_trains_the_eager_model(fixture_data, tmp_path, 
 
 
 def test_the_fast_path_with_several_updates_per_step_and_a_resume(fixture_data, tmp_path):
-    steps = ["method=dann", "trainer.max_steps=8", "updates_per_step=2", "trainer.val_check_interval=4"]
+    steps = ["method=dann", "trainer.max_steps=8", "updates_per_step=2", "trainer.val_check_interval=4",
+             "~callbacks.snapshots"]
     base = [*steps, *REHEARSE]
     signal = ["+callbacks.term._target_=tests.helpers.SignalAt", "+callbacks.term.step=4"]
     with pytest.raises(RunInterrupted):
