@@ -27,7 +27,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   graphs="callbacks.cuda_graphs.enabled=true callbacks.cuda_graphs.rehearse=true"  # no CUDA: rehearsed
 else
   device=cuda; trainer="trainer=gpu"; bench_steps=(--steps 100 --warmup 20); run_steps=""
-  seeds=0,1,2,3,4; jobs=10; limits=(170 70 40 290); precisions=(32-true bf16-mixed)
+  seeds=0,1,2,3,4; jobs=10; limits=(170 100 45 270); precisions=(32-true bf16-mixed)
   graphs="callbacks.cuda_graphs.enabled=true"
 fi
 {
