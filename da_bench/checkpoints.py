@@ -97,18 +97,30 @@ def check_checkpoint_fits(path: Path, state: dict, module: torch.nn.Module) -> N
 
 def resume_checkpoint(checkpoint_dir: Path) -> Path | None:
     """last.ckpt if it loads, else last.prev.ckpt if that loads, else None (train from scratch); every
-    unreadable file is moved aside with a log line naming it."""
+    unreadable file is moved aside with a log line naming it. A `last-v1.ckpt` (da_bench before 4e467e1 wrote
+    a resumed run's periodic saves there) is used instead when it holds a later step, and the log says so."""
     last = checkpoint_dir / "last.ckpt"
-    for candidate in (last, previous_of(last)):
-        if not candidate.exists():
-            continue
-        try:
-            read_checkpoint(candidate)
-            return candidate
-        except PickledObjectError:
-            raise  # intact: moving it aside would throw the run's progress away
-        except CheckpointError as err:
-            aside = candidate.with_name(f"{candidate.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(candidate, aside)
-            log.warning("%s; moved aside to %s", err, aside)
-    return None
+    stray = sorted(checkpoint_dir.glob("last-v*.ckpt"))
+    found = [(step, path) for path in (last, *stray) if (step := _loadable_step(path)) is not None]
+    if found:
+        step, path = max(found, key=lambda pair: pair[0])
+        if path != last:
+            log.warning("resuming from %s (step %d), a periodic checkpoint written after an earlier resume, "
+                        "later than last.ckpt", path, step)
+        return path
+    return previous_of(last) if _loadable_step(previous_of(last)) is not None else None
+
+
+def _loadable_step(path: Path) -> int | None:
+    """The global step of the checkpoint at `path`; None if there is none or it does not load (moved aside)."""
+    if not path.exists():
+        return None
+    try:
+        return int(read_checkpoint(path)["global_step"])
+    except PickledObjectError:
+        raise  # intact: moving it aside would throw the run's progress away
+    except CheckpointError as err:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        log.warning("%s; moved aside to %s", err, aside)
+        return None

@@ -116,6 +116,17 @@ def test_a_corrupt_last_checkpoint_is_moved_aside_and_the_previous_one_used(fixt
     assert train(cfg)["resumed_from"] is None
 
 
+def test_a_stray_last_v1_checkpoint_is_resumed_when_it_is_later(tmp_path, caplog):
+    # da_bench before 4e467e1 wrote a resumed run's periodic saves to last-v1.ckpt, which no resume read
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {}, "global_step": 3}, tmp_path / "last.ckpt")
+    io.save_checkpoint({"state_dict": {}, "global_step": 7}, tmp_path / "last-v1.ckpt")
+    assert resume_checkpoint(tmp_path) == tmp_path / "last-v1.ckpt"
+    assert "last-v1.ckpt (step 7)" in caplog.text
+    io.save_checkpoint({"state_dict": {}, "global_step": 9}, tmp_path / "last.ckpt")
+    assert resume_checkpoint(tmp_path) == tmp_path / "last.ckpt"
+
+
 def test_a_failed_checkpoint_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 1}, target)
