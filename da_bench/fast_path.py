@@ -15,8 +15,8 @@ What an update reads that changes from step to step lives on the device, so that
 - the logged train/* values: the graph's output tensors, handed to Lightning after the update.
 The host per update: copy the batch, write p, replay, step the lr schedulers, count the global step.
 
-Not on the fast path (each says why in the log and trains eagerly): a method that sets `graph_unsupported`
-(none does today), a precision with a gradient scaler, DDP, and a CPU (no graphs; `rehearse=true` runs the
+Not on the fast path (each says why in the log and trains eagerly): a precision with a gradient scaler, DDP,
+and a CPU (no graphs; `rehearse=true` runs the
 same discipline eagerly, which is how the tests check it: the update that would be captured runs under
 `no_host_reads`, so an update rule that reads a device value on the host fails there as a capture would). A
 parameter whose memory moved since the capture makes the graph be captured again.
@@ -96,7 +96,7 @@ class GraphedUpdates:
     def __init__(self, method, warmup: int = 3, capture: bool = True):
         self.method, self.warmup, self.capture = method, warmup, capture
         self.inputs: dict[str, torch.Tensor] = {}
-        self.phases: dict = {}  # phase -> {"eager": updates run eagerly, "graph": CUDAGraph, "params": data_ptrs}
+        self.phases: dict = {}  # phase -> {"eager": updates run eagerly, "graph", "params": data_ptrs, "values"}
         self.stream = torch.cuda.Stream() if capture else None
 
     def _static(self, batch: dict) -> dict:
@@ -173,10 +173,10 @@ class CudaGraphs(pl.Callback):
     def on_train_start(self, trainer, pl_module):
         if not self.enabled:
             return
-        why_not = pl_module.graph_unsupported
+        why_not = None
         on_cuda = pl_module.device.type == "cuda"
         if not on_cuda and not self.rehearse:
-            why_not = why_not or f"the device is {pl_module.device.type}; CUDA graphs need a CUDA device"
+            why_not = f"the device is {pl_module.device.type}; CUDA graphs need a CUDA device"
         if trainer.precision not in ("32-true", "32", "bf16-mixed", "bf16-true"):
             why_not = why_not or f"precision {trainer.precision} (a gradient scaler syncs with the host each step)"
         if trainer.world_size > 1:

@@ -77,16 +77,20 @@ class ADDA(DAMethod):
         self.register_buffer("target_ready", torch.tensor(False))
         self.adapting = False  # host copy of target_ready once stage 2 runs: no device read per step
 
+    def side_model(self, target: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(encoder, classifier) of the target model M_t (with its own C when adapt_classifier) or the source one."""
+        if not target:
+            return self.net.encoder, self.net.classifier
+        head = self.target_classifier if self.target_classifier is not None else self.net.classifier
+        return self.target_encoder, head
+
     def represent(self, x: torch.Tensor, target: bool) -> torch.Tensor:
         """What the adversary reads: the logits C(M(x)) (default) or the encoder output M(x), of the source or
         the target model. Stage 2 names the model itself: encoder_for reads the target_ready buffer, a host
         sync on a GPU that no CUDA graph can hold."""
-        encoder = self.target_encoder if target else self.net.encoder
+        encoder, classifier = self.side_model(target)
         features = encoder(x)
-        if self.hparams.adversary_input == "features":
-            return features
-        adapted_head = target and self.target_classifier is not None
-        return (self.target_classifier if adapted_head else self.net.classifier)(features)
+        return classifier(features) if self.hparams.adversary_input == "logits" else features
 
     @property
     def pretrain_steps(self) -> int:
@@ -102,12 +106,10 @@ class ADDA(DAMethod):
             self.net.load_state_dict(source_weights(self.hparams.source_checkpoint))
 
     def encoder_for(self, domain):
-        return self.target_encoder if domain == "tgt" and self.target_ready else self.net.encoder
+        return self.side_model(domain == "tgt" and bool(self.target_ready))[0]
 
     def classifier_for(self, domain):
-        if domain == "tgt" and self.target_ready and self.target_classifier is not None:
-            return self.target_classifier
-        return self.net.classifier
+        return self.side_model(domain == "tgt" and bool(self.target_ready))[1]
 
     def _evaluate(self, batch, dataloader_idx: int, stage: str) -> dict:
         outputs = super()._evaluate(batch, dataloader_idx, stage)

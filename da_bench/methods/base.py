@@ -15,8 +15,7 @@ callbacks, logging, progress) then runs once per K updates; `max_steps` still co
 
 On the CUDA-graph fast path (da_bench/fast_path.py) `run_update` is captured and replayed; an update rule
 then reads per-step values from the device (`schedule_progress` for its schedules), steps its lr schedulers
-through `step_lr_schedulers` (the host steps them between replays), names its phases in `graph_phase`, or
-says in `graph_unsupported` why it cannot be captured.
+through `step_lr_schedulers` (the host steps them between replays) and names its phases in `graph_phase`.
 
 `DAMethod` is the classification base; evaluation calls `classify(x, domain)` =
 classifier_for(domain)(encoder_for(domain)(x)), and a method whose target domain has its own encoder or
@@ -42,7 +41,6 @@ from da_bench.methods.tasks import DOMAINS, Classification, metric_key  # noqa: 
 
 class Method(pl.LightningModule):
     uses_target_labels = False  # only the oracle reads target labels; the datamodule hides them otherwise
-    graph_unsupported: str | None = None  # why this method's update cannot be a CUDA graph (da_bench/fast_path.py)
 
     def __init__(self, net: nn.Module, task: nn.Module, optimizer: Callable | None = None):
         super().__init__()

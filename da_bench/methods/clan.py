@@ -39,13 +39,16 @@ class CLAN(SegAdversarial):
                          head_lr_multiplier=head_lr_multiplier)
 
     def graph_phase(self):
-        return self.progress < self.hparams.preheat_fraction  # pixel_weight's branch: one CUDA graph each side
+        return self._preheating()  # pixel_weight's branch: one CUDA graph each side
+
+    def _preheating(self) -> bool:
+        return self.progress < self.hparams.preheat_fraction
 
     def segmentation_loss(self, source_logits, labels):
         return sum(F.cross_entropy(logits, labels) for logits in source_logits)
 
     def pixel_weight(self, target_logits):
-        if self.progress < self.hparams.preheat_fraction:
+        if self._preheating():
             return None
         if not self.hparams.weight_map_gradient:
             target_logits = [logits.detach() for logits in target_logits]

@@ -50,7 +50,8 @@ class DSN(DAMethod):
         loss_cls = F.cross_entropy(self.net.classifier(shared["src"]), batch["src_y"])
         loss_recon = sum(scale_invariant_mse(x[d], self.decoder(shared[d] + private[d])) for d in x)
         loss_diff = sum(difference_loss(shared[d], private[d]) for d in x)
-        loss_dom, _ = self.domain_loss(shared["src"], shared["tgt"], dann_lambda(self.schedule_progress, self.hparams.grl_gamma))
+        coeff = dann_lambda(self.schedule_progress, self.hparams.grl_gamma)
+        loss_dom, _ = self.domain_loss(shared["src"], shared["tgt"], coeff)
         h = self.hparams
         self.log_train({"train/loss_cls": loss_cls, "train/loss_recon": loss_recon, "train/loss_diff": loss_diff,
                        "train/loss_dom": loss_dom})
