@@ -134,3 +134,20 @@ def archive_run(run_dir: Path) -> Path | None:
     for p in entries:
         shutil.move(str(p), target / p.name)
     return target
+
+
+LAUNCH_ONLY = {".hydra", "train.log"}  # what Hydra writes into a run directory before the task runs
+
+
+def discard_unstarted_run(run_dir: Path, log_dir: Path) -> None:
+    """Remove a run directory that holds only what Hydra wrote at launch, and the folders above it that this
+    leaves empty (up to log_dir): a run refused for its config leaves nothing to mistake for a run. A directory
+    with anything else in it (a checkpoint, metrics, a lock) is left as it is."""
+    run_dir, log_dir = Path(run_dir).resolve(), Path(log_dir).resolve()
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= LAUNCH_ONLY:
+        return
+    shutil.rmtree(run_dir)
+    for parent in run_dir.parents:
+        if parent == log_dir or log_dir not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()

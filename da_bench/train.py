@@ -40,7 +40,8 @@ from da_bench.devices import claim_gpu_slot
 from da_bench.errors import RunInterrupted, one_line
 from da_bench.loggers import ResumableCSVLogger, drop_rows_after
 from da_bench.provenance import cpu_name, git_commit
-from da_bench.run_dir import RunLock, archive_run, launched_by_ddp, register_resolvers, writable_run_dir
+from da_bench.run_dir import (RunLock, archive_run, discard_unstarted_run, launched_by_ddp, register_resolvers,
+                              writable_run_dir)
 
 log = logging.getLogger("da_bench.train")
 register_resolvers()
@@ -183,6 +184,8 @@ def main(cfg: DictConfig) -> float | None:
             raise
         message, code = found
         print(f"da_bench: {message}", file=sys.stderr)
+        if isinstance(err, ConfigError):
+            discard_unstarted_run(run_dir, cfg.paths.log_dir)
         if not grid.in_multirun():
             sys.exit(code)
         grid.record("failed", run_dir, message)  # the grid goes on; GridReport exits 1 at its end

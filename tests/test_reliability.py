@@ -16,9 +16,8 @@ from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, PickledObj
 from da_bench.checks import ConfigError
 from da_bench.data.files import cached_arrays
 from da_bench.provenance import git_commit
-from da_bench.run_dir import RunDirBusy, RunLock
 from da_bench.errors import RunInterrupted
-from da_bench.run_dir import RunDirError
+from da_bench.run_dir import RunDirBusy, RunDirError, RunLock, discard_unstarted_run
 from da_bench.train import train
 from tests.helpers import assert_same_weights, last_checkpoint, make_cfg
 
@@ -61,7 +60,21 @@ def test_cli_errors_are_one_line_with_their_exit_codes(fixture_data, tmp_path):
         assert result.returncode == code and lines and message in lines[0], result.stderr[-1500:]
         assert "Traceback" not in result.stderr + result.stdout
         assert not list((tmp_path / str(i)).rglob("metrics.json"))
+    assert not list((tmp_path / "0").rglob("*"))  # the refused config left no run directory behind
 
+
+
+def test_only_a_run_directory_hydra_alone_wrote_is_discarded(tmp_path):
+    def launched(path):
+        (path / ".hydra").mkdir(parents=True)
+        (path / "train.log").write_text("")
+        return path
+    refused, started = launched(tmp_path / "runs" / "a" / "seed0" / "x"), launched(tmp_path / "runs" / "b" / "y")
+    (started / "checkpoints").mkdir()
+    discard_unstarted_run(refused, tmp_path)
+    discard_unstarted_run(started, tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_dir() and ".hydra" not in p.parts) \
+        == ["runs", "runs/b", "runs/b/y", "runs/b/y/checkpoints"]
 
 # dann on the resident batches; wdgrl (a critic with its own optimiser) on the DataLoader path
 @pytest.mark.parametrize("overrides", [["method=dann"], ["method=wdgrl", "data.resident=false"]], ids=["dann", "wdgrl"])
