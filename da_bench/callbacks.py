@@ -82,7 +82,7 @@ class CheckpointOnInterrupt(pl.Callback):
         if isinstance(exception, NonFiniteError) or nonfinite_parameters(pl_module):
             return  # a relaunch resumes from the last good checkpoint instead
         if trainer.state.fn == "fit" and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class TrainingClock(pl.Callback):

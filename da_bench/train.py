@@ -131,7 +131,7 @@ def train_locked(cfg: DictConfig, out_dir: Path) -> dict:
                              "Launch the same command again to resume.", 130)
     if bad := nonfinite_parameters(method):
         raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at the end of training")
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last, weights_only=False)  # full state: a kill before metrics.json resumes here
     validated = {k: v for per_loader in trainer.validate(method, datamodule=datamodule, verbose=False)
                  for k, v in per_loader.items()}
     tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
