@@ -51,8 +51,7 @@ def test_bad_values_are_named_before_any_data_is_read(tmp_path, override, key):
 
 def test_cli_errors_are_one_line_with_their_exit_codes(fixture_data, tmp_path):
     base = [f"paths.data_dir={fixture_data}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"]
-    cases = [(["seed=-1"], 2, "config error: seed=-1"),
-             (DIVERGE, 3, "training diverged: non-finite"),
+    cases = [(["seed=-1"], 2, "config error: seed=-1"),  # (exit code 3, divergence: test_tables.py)
              ([f"ckpt_path={tmp_path / 'missing.ckpt'}"], 2, f"checkpoint error: no checkpoint at {tmp_path / 'missing.ckpt'}")]
     for i, (args, code, message) in enumerate(cases):
         result = cli([*base, f"paths.log_dir={tmp_path / str(i)}", *args])

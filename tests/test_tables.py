@@ -186,13 +186,17 @@ def test_a_run_directory_parses_as_a_command_line_value():
     assert OverridesParser.create().parse_override(f"ckpt_path={path}").value() == path
 
 
-def test_disk_errors_are_one_line():
+def test_disk_errors_and_divergence_are_one_line():
     import errno
 
+    from da_bench.callbacks import NonFiniteError
     from da_bench.errors import one_line
 
     message, code = one_line(OSError(errno.ENOSPC, "No space left on device", "/runs/x/last.ckpt"))
     assert code == 4 and message == "disk error: No space left on device: /runs/x/last.ckpt"
+    # the CLI's path for any one-line error is tested end to end in test_reliability; this is the code
+    assert one_line(NonFiniteError("non-finite train/loss_cls at step 3")) == (
+        "training diverged: non-finite train/loss_cls at step 3", 3)
     assert one_line(RuntimeError("a bug")) is None  # bugs keep their traceback
 
 
