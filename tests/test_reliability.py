@@ -233,11 +233,14 @@ def test_provenance_is_this_checkout_or_unknown(tmp_path):
     assert git_commit(outer / "vendored" / "da_bench").startswith("unknown (da_bench ")
 
 
-def test_the_console_script_runs_from_any_directory(fixture_data, tmp_path):
-    result = cli([f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast", "data=usps_mnist",
-                  "callbacks.progress_bar.refresh_rate=0"], cwd=tmp_path, module=False)
+def test_the_console_script_runs_end_to_end_from_any_directory(fixture_data, tmp_path):
+    result = cli(["method=dann", "data=usps_mnist", "seed=3", f"paths.data_dir={fixture_data}",
+                  f"paths.log_dir={tmp_path}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"],
+                 cwd=tmp_path, module=False)
     assert result.returncode == 0, result.stderr[-1500:]
-    assert len(list(tmp_path.glob("runs/usps_mnist/dann/seed0/*/metrics.json"))) == 1
+    (found,) = tmp_path.glob("runs/usps_mnist/dann/seed3/*/metrics.json")
+    metrics = json.loads(found.read_text())
+    assert metrics["seed"] == 3 and metrics["steps"] == 6
 
 
 def test_configs_ship_in_the_wheel(tmp_path):
