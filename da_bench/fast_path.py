@@ -16,10 +16,10 @@ What an update reads that changes from step to step lives on the device, so that
 The host per update: copy the batch, write p, replay, step the lr schedulers, count the global step.
 
 Not on the fast path (each says why in the log and trains eagerly): a precision with a gradient scaler, DDP,
-and a CPU (no graphs; `rehearse=true` runs the
-same discipline eagerly, which is how the tests check it: the update that would be captured runs under
-`no_host_reads`, so an update rule that reads a device value on the host fails there as a capture would). A
-parameter whose memory moved since the capture makes the graph be captured again.
+and a CPU (no graphs; `rehearse=true` runs the same discipline eagerly, which is how the tests check it: the
+update that would be captured runs under `no_host_reads`, so an update rule that reads a device value on the
+host fails there as a capture would). A parameter whose memory moved since the capture makes the graph be
+captured again.
 Unmeasured on a GPU so far: off by default until `scripts/gpu_check.sh` has compared it with the eager path
 (steps/s, target accuracy over seeds).
 """

@@ -148,6 +148,6 @@ def discard_unstarted_run(run_dir: Path, log_dir: Path) -> None:
         return
     shutil.rmtree(run_dir)
     for parent in run_dir.parents:
-        if parent == log_dir or log_dir not in parent.parents or any(parent.iterdir()):
+        if log_dir not in parent.parents or any(parent.iterdir()):  # log_dir itself stops it too
             break
         parent.rmdir()

@@ -62,7 +62,6 @@ def test_cli_errors_are_one_line_with_their_exit_codes(fixture_data, tmp_path):
     assert not list((tmp_path / "0").rglob("*"))  # the refused config left no run directory behind
 
 
-
 def test_only_a_run_directory_hydra_alone_wrote_is_discarded(tmp_path):
     def launched(path):
         (path / ".hydra").mkdir(parents=True)
@@ -72,8 +71,9 @@ def test_only_a_run_directory_hydra_alone_wrote_is_discarded(tmp_path):
     (started / "checkpoints").mkdir()
     discard_unstarted_run(refused, tmp_path)
     discard_unstarted_run(started, tmp_path)
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_dir() and ".hydra" not in p.parts) \
-        == ["runs", "runs/b", "runs/b/y", "runs/b/y/checkpoints"]
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_dir() and ".hydra" not in p.parts)
+    assert left == ["runs", "runs/b", "runs/b/y", "runs/b/y/checkpoints"]
+
 
 # dann on the resident batches; wdgrl (a critic with its own optimiser) on the DataLoader path
 @pytest.mark.parametrize("overrides", [["method=dann"], ["method=wdgrl", "data.resident=false"]], ids=["dann", "wdgrl"])
