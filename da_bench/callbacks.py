@@ -9,9 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-
-class NonFiniteError(RuntimeError):
-    """A loss or weight became NaN / inf: the run is broken, not a result (no metrics.json, no checkpoint)."""
+from da_bench.errors import NonFiniteError
 
 
 def nonfinite_parameters(module: torch.nn.Module) -> list[str]:

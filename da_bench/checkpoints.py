@@ -25,12 +25,10 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from da_bench.errors import CheckpointError
+
 log = logging.getLogger(__name__)
 REQUIRED_KEYS = ("state_dict", "global_step")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint the user named is missing, unreadable or of another method (printed as one line)."""
 
 
 class PickledObjectError(CheckpointError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from da_bench.validators import LAST_STEP, SELECTION_RULES
+from da_bench.rules import LAST_STEP, SELECTION_RULES
 
 
 class ConfigError(ValueError):

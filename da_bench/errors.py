@@ -10,11 +10,20 @@ import errno
 
 from hydra.errors import InstantiationException
 
-from da_bench.callbacks import NonFiniteError
-from da_bench.checkpoints import CheckpointError
 from da_bench.checks import ConfigError
-from da_bench.data.files import DataError
 from da_bench.run_dir import RunDirBusy, RunDirError
+
+
+class DataError(RuntimeError):
+    """A data problem the user must fix (missing or corrupt file); printed without a traceback."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint the user named is missing, unreadable or of another method (printed as one line)."""
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or weight became NaN / inf: the run is broken, not a result (no metrics.json, no checkpoint)."""
 
 
 class RunInterrupted(RuntimeError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from da_bench.validators import LAST_STEP
+from da_bench.rules import LAST_STEP
 from da_bench.tables import order_rules, row_name, shared_overrides
 
 SCORE = "val/src_acc"

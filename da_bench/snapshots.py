@@ -25,7 +25,8 @@ from typing import Sequence
 import pytorch_lightning as pl
 import torch
 
-from da_bench.validators import LAST_STEP, VALIDATORS, Snapshot, score_all  # noqa: F401  (LAST_STEP re-exported)
+from da_bench.rules import LAST_STEP
+from da_bench.validators import VALIDATORS, Snapshot, score_all
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,3 @@ def test_scores(method, loaders) -> dict[str, float]:
 def find(callbacks) -> SnapshotSelection | None:
     return next((c for c in callbacks if isinstance(c, SnapshotSelection)), None)
 
-
-def reported(metrics: dict) -> float:
-    """The number a run reports: its target metric under its `selection` rule (the last step by default)."""
-    rule, key = metrics.get("selection", LAST_STEP), metrics["target_metric"]
-    return metrics[key] if rule == LAST_STEP else metrics["selections"][rule][key]

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from da_bench.run_dir import measured_overrides
-from da_bench.validators import LAST_STEP, SELECTION_RULES
+from da_bench.rules import LAST_STEP, SELECTION_RULES
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 

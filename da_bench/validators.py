@@ -128,9 +128,6 @@ def oracle(s: Snapshot) -> float:
     return (s.tgt_logits.argmax(1) == s.tgt_labels).float().mean().item()
 
 
-LAST_STEP = "last_step"  # the papers' rule: no score, the weights at the last step
-
-
 @dataclass(frozen=True)
 class Validator:
     score: Callable[[Snapshot], float]
@@ -148,7 +145,6 @@ VALIDATORS: dict[str, Validator] = {
     "snd": Validator(soft_neighborhood_density),
     "oracle": Validator(oracle, uses_target_labels=True),
 }
-SELECTION_RULES = (LAST_STEP, *VALIDATORS)  # every name `selection=` accepts, in the order tables print them
 
 
 def score_all(snapshot: Snapshot, rules=None) -> dict[str, float]:

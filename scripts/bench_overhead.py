@@ -9,7 +9,7 @@ Three paths, measured in turns (plain, bare, full; `--rounds` times) in one proc
   lambda_p, the annealed learning rate, SGD with momentum), no framework;
 - bare: da_bench's DANN LightningModule under a Trainer with no logger, checkpoint or progress bar;
 (all three with the recipe's weight layout: channels-last unless `--nchw`, i.e. ~callbacks.channels_last);
-- full: train.py's trainer and callbacks as configured (CSV logger, checkpoints every 1,000 steps, progress bar,
+- full: the recipe's trainer and callbacks as configured (CSV logger, checkpoints every 1,000 steps, progress bar,
   FiniteGuard, snapshots; validation off), i.e. what a user's run pays per step;
 - full xK (with `--updates-per-step K`): the same with `updates_per_step=K`, K updates per Lightning step.
 Each timing skips --warmup steps. The ratio full / plain is issue #12's CPU criterion (<= 1.10).
@@ -40,7 +40,7 @@ from da_bench.checkpoints import AtomicCheckpointIO  # noqa: E402
 from da_bench.losses import dann_lambda  # noqa: E402
 from da_bench.provenance import cpu_name, git_commit  # noqa: E402
 from da_bench.run_dir import register_resolvers  # noqa: E402
-from da_bench.train import intervals_in_calls  # noqa: E402
+from da_bench.recipe import intervals_in_calls  # noqa: E402
 from scripts.bench import StepTimer  # noqa: E402
 
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from da_bench.callbacks import NonFiniteError
-from da_bench.checkpoints import AtomicCheckpointIO, CheckpointError, PickledObjectError, previous_of, resume_checkpoint
+from da_bench.checkpoints import AtomicCheckpointIO, PickledObjectError, previous_of, resume_checkpoint
 from da_bench.checks import ConfigError
 from da_bench.data.files import cached_arrays
+from da_bench.errors import CheckpointError, NonFiniteError, RunInterrupted
 from da_bench.provenance import git_commit
-from da_bench.errors import RunInterrupted
 from da_bench.run_dir import RunDirBusy, RunDirError, RunLock, discard_unstarted_run
 from da_bench.train import train
 from tests.helpers import assert_same_weights, last_checkpoint, make_cfg
@@ -49,17 +48,16 @@ def test_bad_values_are_named_before_any_data_is_read(tmp_path, override, key):
         train(make_cfg(tmp_path / "no-data-here", tmp_path, [override]))
 
 
-def test_cli_errors_are_one_line_with_their_exit_codes(fixture_data, tmp_path):
-    base = [f"paths.data_dir={fixture_data}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"]
-    cases = [(["seed=-1"], 2, "config error: seed=-1"),  # (exit code 3, divergence: test_tables.py)
-             ([f"ckpt_path={tmp_path / 'missing.ckpt'}"], 2, f"checkpoint error: no checkpoint at {tmp_path / 'missing.ckpt'}")]
-    for i, (args, code, message) in enumerate(cases):
-        result = cli([*base, f"paths.log_dir={tmp_path / str(i)}", *args])
-        lines = [line for line in result.stderr.splitlines() if line.startswith("da_bench:")]
-        assert result.returncode == code and lines and message in lines[0], result.stderr[-1500:]
-        assert "Traceback" not in result.stderr + result.stdout
-        assert not list((tmp_path / str(i)).rglob("metrics.json"))
-    assert not list((tmp_path / "0").rglob("*"))  # the refused config left no run directory behind
+def test_a_missing_checkpoint_is_one_line_with_exit_code_2(fixture_data, tmp_path):
+    # the other exit codes: config errors in test_train.py (without torch), divergence in test_tables.py
+    missing = tmp_path / "missing.ckpt"
+    result = cli([f"paths.data_dir={fixture_data}", "debug=fast", "callbacks.progress_bar.refresh_rate=0",
+                  f"paths.log_dir={tmp_path / 'runs'}", f"ckpt_path={missing}"])
+    lines = [line for line in result.stderr.splitlines() if line.startswith("da_bench:")]
+    assert result.returncode == 2 and lines == [f"da_bench: checkpoint error: no checkpoint at {missing}"], \
+        result.stderr[-1500:]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not list((tmp_path / "runs").rglob("metrics.json"))
 
 
 def test_only_a_run_directory_hydra_alone_wrote_is_discarded(tmp_path):

@@ -175,11 +175,25 @@ def test_cli_missing_data_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_cli_help_explains():
-    result = run_cli(["--help"])
-    assert result.returncode == 0
+def run_cli_without_torch(args):
+    """The command line in a process where importing torch or Lightning fails."""
+    code = ("import runpy, sys; sys.modules.update(torch=None, pytorch_lightning=None); "
+            "runpy.run_module('da_bench.train', run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=300)
+
+
+def test_help_and_config_errors_answer_before_torch_is_imported(tmp_path):
+    result = run_cli_without_torch(["--help"])
+    assert result.returncode == 0, result.stderr[-1500:]
     for word in ("method=dann data=mnist_mnistm", "trainer.max_steps", "paths.data_dir", "method:", "data:"):
         assert word in result.stdout
+    result = run_cli_without_torch(["seed=-1", f"paths.log_dir={tmp_path}"])
+    lines = [line for line in result.stderr.splitlines() if line.startswith("da_bench:")]
+    assert result.returncode == 2 and lines == ["da_bench: config error: seed=-1: must be >= 0"], result.stderr[-1500:]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not list(tmp_path.rglob("*"))  # the refused config left no run directory behind
 
 
 def test_dsn_writes_reconstructions_and_daan_logs_omega(fixture_data, tmp_path):

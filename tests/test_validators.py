@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from da_bench.checks import ConfigError
+from da_bench.rules import VALIDATOR_NAMES, reported
 from da_bench.train import train
 from da_bench.validators import (VALIDATORS, Snapshot, batch_nuclear_norm, dev, dev_risk, domain_weights,
                                  information_maximization, iwcv, oracle, score_all, soft_neighborhood_density,
@@ -91,6 +92,10 @@ def test_only_the_oracle_reads_target_labels():
         oracle(s)
 
 
+def test_the_names_the_config_check_and_the_tables_read_are_the_validators():
+    assert VALIDATOR_NAMES == tuple(VALIDATORS)  # rules.py lists them without importing torch
+
+
 def test_a_short_run_writes_every_rule_to_metrics(fixture_data, tmp_path):
     metrics = train(make_cfg(fixture_data, tmp_path, ["method=dann", "trainer.max_steps=8", "snapshots=4",
                                                       f"callbacks.snapshots.save_dir={tmp_path}/picks"], debug=None))
@@ -113,7 +118,6 @@ def test_a_short_run_writes_every_rule_to_metrics(fixture_data, tmp_path):
 
 def test_selection_names_the_reported_rule(fixture_data, tmp_path):
     metrics = train(make_cfg(fixture_data, tmp_path / "snd", ["method=source_only", "selection=snd"]))
-    from da_bench.snapshots import reported
     assert metrics["selection"] == "snd"
     assert reported(metrics) == metrics["selections"]["snd"]["test/tgt_acc"]
     with pytest.raises(ConfigError, match="selection='best'"):
@@ -133,7 +137,6 @@ def test_segmentation_snapshots_score_sampled_pixels_and_report_miou(fixture_dat
         assert set(pick) >= {"test/tgt_miou", "test/src_miou"}
         if pick["step"] == 6:
             assert pick["test/tgt_miou"] == pytest.approx(metrics["test/tgt_miou"], abs=1e-5)
-    from da_bench.snapshots import reported
     assert reported(metrics) == metrics["selections"]["entropy"]["test/tgt_miou"]
 
 

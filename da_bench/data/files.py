@@ -17,12 +17,10 @@ from typing import Callable, Sequence
 import numpy as np
 from torchvision.datasets.utils import calculate_md5, download_url
 
+from da_bench.errors import DataError
+
 EXTRA_CHECKSUMS_ENV = "DA_BENCH_EXTRA_CHECKSUMS"
 log = logging.getLogger(__name__)
-
-
-class DataError(RuntimeError):
-    """A data problem the user must fix (missing or corrupt file); printed without a traceback."""
 
 
 class DataMissingError(DataError):

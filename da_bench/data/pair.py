@@ -235,8 +235,8 @@ class DomainPair(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.normalize, self.resident, self.num_workers, self.seed = normalize, resident, num_workers, seed
         self.split_seed = split_seed
-        self.expose_target_labels = False  # set by train.py from the method (the oracle only)
-        self.updates_per_step = 1  # set by train.py: batches handed to each training_step
+        self.expose_target_labels = False  # set by the recipe from the method (the oracle only)
+        self.updates_per_step = 1  # set by the recipe: batches handed to each training_step
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mean = self.std = None
 

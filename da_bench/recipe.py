@@ -1,0 +1,141 @@
+"""The recipe of one training run, top to bottom. da_bench/train.py, the command line, calls `run` once the
+config is checked and the run directory is locked; this module imports torch and Lightning, that one does not.
+
+Seed; instantiate the datamodule, the net and the method, callbacks, loggers, trainer; fit (resuming from
+ckpt_path, or from the run directory's last good checkpoint when a run is re-launched); score the weights
+of the last step on the held-out val splits, then, once, on the source and target test sets (and each
+validator's picked snapshot: da_bench/snapshots.py); write metrics.json (with the split sizes). Only a run
+that reached max_steps with finite losses and weights writes metrics.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from da_bench import snapshots
+from da_bench.callbacks import RandomState, TrainingClock, nonfinite_parameters
+from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_fits, checkpoint_file, previous_of,
+                                  read_checkpoint, resume_checkpoint)
+from da_bench.checks import ConfigError
+from da_bench.errors import NonFiniteError, RunInterrupted
+from da_bench.loggers import ResumableCSVLogger, drop_rows_after
+from da_bench.provenance import cpu_name, git_commit
+from da_bench.rules import LAST_STEP, reported
+
+log = logging.getLogger("da_bench.train")
+
+
+def device_name(trainer: pl.Trainer) -> str:
+    device = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return f"{device.type} x{trainer.world_size} ({name})"
+
+
+def intervals_in_calls(cfg: DictConfig) -> dict:
+    """The trainer's intervals, which the config counts in updates, in training_step calls (Lightning's
+    count), each of updates_per_step updates."""
+    updates = cfg.updates_per_step
+    return {"val_check_interval": cfg.trainer.val_check_interval // updates,
+            "log_every_n_steps": max(1, cfg.trainer.log_every_n_steps // updates)}
+
+
+def finish_wandb(loggers) -> None:
+    """Close the W&B run: each job of a multirun is its own run, even in one process."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    """Train, score and write out_dir/metrics.json; returns the metrics."""
+    metrics_file = out_dir / "metrics.json"
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()  # missing / corrupt files fail here, before a trainer exists
+    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    datamodule.expose_target_labels = method.uses_target_labels
+    ckpt_path = checkpoint_file(cfg.ckpt_path) if cfg.ckpt_path else resume_checkpoint(out_dir / "checkpoints")
+    resumed_step = 0
+    if ckpt_path:
+        state = read_checkpoint(ckpt_path)
+        check_checkpoint_fits(ckpt_path, state, method)
+        resumed_step = state["global_step"]
+        del state
+    clock = TrainingClock()
+    callbacks = [clock, RandomState(), *(instantiate(c) for c in (cfg.callbacks or {}).values())]
+    if cfg.selection != LAST_STEP and not (snapshots.find(callbacks) and snapshots.supported(method)):
+        raise ConfigError(f"selection={cfg.selection}: {cfg.names.method} has no snapshot validation "
+                          "(no embed(x, domain), or callbacks.snapshots removed); use selection=last_step")
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    datamodule.updates_per_step = cfg.updates_per_step
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                      plugins=[AtomicCheckpointIO()], **intervals_in_calls(cfg))
+    commit = git_commit()
+    run_config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams({"config": run_config, "commit": commit})
+
+    if ckpt_path:
+        for logger in loggers:
+            if isinstance(logger, ResumableCSVLogger):
+                drop_rows_after(logger.experiment.metrics_file_path, resumed_step)
+        log.info("resuming from %s (step %d)", ckpt_path, resumed_step)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    try:
+        trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        raise RunInterrupted(f"SIGTERM at step {trainer.global_step}; checkpoint {last}. "
+                             "Launch the same command again to resume.", 143) from None
+    except SystemExit:  # Lightning's answer to Ctrl-C, after the on-exception checkpoint
+        raise RunInterrupted(f"interrupted at step {trainer.global_step}; checkpoint {last}. "
+                             "Launch the same command again to resume.", 130) from None
+    if trainer.global_step < trainer.max_steps:
+        raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; checkpoint {last}. "
+                             "Launch the same command again to resume.", 130)
+    if bad := nonfinite_parameters(method):
+        raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at the end of training")
+    trainer.save_checkpoint(last, weights_only=False)  # full state: a kill before metrics.json resumes here
+    validated = {k: v for per_loader in trainer.validate(method, datamodule=datamodule, verbose=False)
+                 for k, v in per_loader.items()}
+    tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
+              for k, v in per_loader.items()}
+
+    selector = snapshots.find(callbacks)
+    last = {k: v for k, v in tested.items() if k in (method.target_metric, method.target_metric.replace("tgt", "src"))}
+    selections = selector.selections(method, datamodule.test_dataloader(), last) if selector else {}
+    metrics = {
+        "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
+        **{k: float(v) for k, v in {**validated, **tested}.items() if k != "step"},  # step: the loggers' x axis
+        "splits": datamodule.split_sizes,
+        "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.seconds, 2),
+        "selection": cfg.selection, "commit": commit, "device": device_name(trainer),
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": str(ckpt_path) if ckpt_path else None,
+        "table": cfg.get("table_name"), "overrides": list(cfg.get("overrides_list") or []),
+        "target_metric": method.target_metric,
+        "selections": selections, "snapshots": selector.history if selector else [],
+    }
+    if "val/src_acc" in metrics:  # finite, but the source task itself was lost (e.g. WDGRL's zeroed features)
+        metrics["collapsed"] = metrics["val/src_acc"] < 2.0 / datamodule.num_classes
+        if metrics["collapsed"]:
+            log.warning("source val accuracy %.3f is near chance: the run collapsed (recorded, and flagged in "
+                        "tables)", metrics["val/src_acc"])
+    finish_wandb(loggers)
+    if not trainer.is_global_zero:
+        return metrics
+    tmp = metrics_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, metrics_file)
+    # The backup only guards a kill mid-write; a finished run keeps last.ckpt alone (half the disk per run).
+    previous_of(out_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
+    log.info("%s %.4f (%s) -> %s", metrics["target_metric"], reported(metrics), cfg.selection, metrics_file)
+    return metrics
