@@ -57,7 +57,6 @@ def finish_wandb(loggers) -> None:
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Train, score and write out_dir/metrics.json; returns the metrics."""
-    metrics_file = out_dir / "metrics.json"
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -132,6 +131,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     finish_wandb(loggers)
     if not trainer.is_global_zero:
         return metrics
+    metrics_file = out_dir / "metrics.json"
     tmp = metrics_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     os.replace(tmp, metrics_file)
