@@ -26,7 +26,7 @@ LeNet and the input scaling are shared by every method on the USPS pairs; each i
   the same family of classifiers. The code averages the mapping loss over source and target samples,
   which halves its gradient; Adam's step does not depend on that scale.
 Measured with adapt_classifier and the three overrides above on the code's side (results/usps.md, 10k + 10k,
-3 seeds): USPS -> MNIST .902, the paper's .901; MNIST -> USPS .815, below the default's .864 (paper .894).
+3 seeds): USPS -> MNIST .902, the paper's .901; MNIST -> USPS .815, below the default's .863 (paper .894).
 Target test: C(M_t(x_t)); beside it, test/tgt_acc_stage1 = C(M_s(x_t)), the stage-1 source model on the
 same target images.
 """
