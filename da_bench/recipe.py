@@ -89,29 +89,30 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             if isinstance(logger, ResumableCSVLogger):
                 drop_rows_after(logger.experiment.metrics_file_path, resumed_step)
         log.info("resuming from %s (step %d)", ckpt_path, resumed_step)
-    last = out_dir / "checkpoints" / "last.ckpt"
+    last_ckpt = out_dir / "checkpoints" / "last.ckpt"
     try:
         trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
-        raise RunInterrupted(f"SIGTERM at step {trainer.global_step}; checkpoint {last}. "
+        raise RunInterrupted(f"SIGTERM at step {trainer.global_step}; checkpoint {last_ckpt}. "
                              "Launch the same command again to resume.", 143) from None
     except SystemExit:  # Lightning's answer to Ctrl-C, after the on-exception checkpoint
-        raise RunInterrupted(f"interrupted at step {trainer.global_step}; checkpoint {last}. "
+        raise RunInterrupted(f"interrupted at step {trainer.global_step}; checkpoint {last_ckpt}. "
                              "Launch the same command again to resume.", 130) from None
     if trainer.global_step < trainer.max_steps:
-        raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; checkpoint {last}. "
+        raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; checkpoint {last_ckpt}. "
                              "Launch the same command again to resume.", 130)
     if bad := nonfinite_parameters(method):
         raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at the end of training")
-    trainer.save_checkpoint(last, weights_only=False)  # full state: a kill before metrics.json resumes here
+    trainer.save_checkpoint(last_ckpt, weights_only=False)  # full state: a kill before metrics.json resumes here
     validated = {k: v for per_loader in trainer.validate(method, datamodule=datamodule, verbose=False)
                  for k, v in per_loader.items()}
     tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
               for k, v in per_loader.items()}
 
     selector = snapshots.find(callbacks)
-    last = {k: v for k, v in tested.items() if k in (method.target_metric, method.target_metric.replace("tgt", "src"))}
-    selections = selector.selections(method, datamodule.test_dataloader(), last) if selector else {}
+    last_scores = {k: v for k, v in tested.items()
+                   if k in (method.target_metric, method.target_metric.replace("tgt", "src"))}
+    selections = selector.selections(method, datamodule.test_dataloader(), last_scores) if selector else {}
     metrics = {
         "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
         **{k: float(v) for k, v in {**validated, **tested}.items() if k != "step"},  # step: the loggers' x axis
@@ -136,6 +137,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     os.replace(tmp, metrics_file)
     # The backup only guards a kill mid-write; a finished run keeps last.ckpt alone (half the disk per run).
-    previous_of(out_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
+    previous_of(last_ckpt).unlink(missing_ok=True)
     log.info("%s %.4f (%s) -> %s", metrics["target_metric"], reported(metrics), cfg.selection, metrics_file)
     return metrics

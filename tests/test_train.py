@@ -162,10 +162,10 @@ def test_every_config_composes_and_instantiates(fixture_data, tmp_path, group, n
         instantiate(cfg.trainer)
 
 
-def run_cli(args, env_extra=None, cwd=REPO):
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "da_bench.train", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+def run_cli(args, env_extra=None, cwd=REPO, entry=("-m", "da_bench.train")):
+    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, **(env_extra or {})}
+    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
 
 
 def test_cli_missing_data_is_a_clear_error(tmp_path):
@@ -179,9 +179,7 @@ def run_cli_without_torch(args):
     """The command line in a process where importing torch or Lightning fails."""
     code = ("import runpy, sys; sys.modules.update(torch=None, pytorch_lightning=None); "
             "runpy.run_module('da_bench.train', run_name='__main__')")
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=300)
+    return run_cli(args, entry=("-c", code))
 
 
 def test_help_and_config_errors_answer_before_torch_is_imported(tmp_path):
