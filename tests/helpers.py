@@ -1,6 +1,10 @@
-"""Composing the real configs in-process (no subprocess) for fast end-to-end tests."""
+"""Test helpers: the real configs composed in-process (make_cfg), the command line in a subprocess (run_cli),
+checkpoints, and callbacks that interrupt a run."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -8,7 +12,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-CONF = Path(__file__).resolve().parents[1] / "da_bench" / "conf"
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "da_bench" / "conf"
+TRAIN = (sys.executable, "-m", "da_bench.train")
 
 
 def make_cfg(data_root, out_dir, overrides=(), debug="fast"):
@@ -18,6 +24,13 @@ def make_cfg(data_root, out_dir, overrides=(), debug="fast"):
             "callbacks.progress_bar.refresh_rate=0", *([f"debug={debug}"] if debug else []), *overrides])
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def run_cli(args, command=TRAIN, cwd=REPO, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
+    """The command line in its own process, as a user runs it: without HYDRA_FULL_ERROR, so an error is the
+    one line a user sees. `command`: e.g. ("da-bench-train",), the console script."""
+    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, **(env_extra or {})}
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 def last_checkpoint(run_dir) -> dict:

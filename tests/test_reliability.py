@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,17 +17,10 @@ from da_bench.errors import CheckpointError, NonFiniteError, RunInterrupted
 from da_bench.provenance import git_commit
 from da_bench.run_dir import RunDirBusy, RunDirError, RunLock, discard_unstarted_run
 from da_bench.train import train
-from tests.helpers import assert_same_weights, last_checkpoint, make_cfg
+from tests.helpers import REPO, assert_same_weights, last_checkpoint, make_cfg, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 DIVERGE = ["method=source_only", "method.optimizer.lr=1e6", "method.lr_schedule=null",
            "trainer.log_every_n_steps=1"]
-
-
-def cli(args, cwd=REPO, module=True, **kw):
-    command = [sys.executable, "-m", "da_bench.train"] if module else ["da-bench-train"]
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300, **kw)
 
 
 def test_a_diverged_run_writes_no_result_and_no_broken_checkpoint(fixture_data, tmp_path):
@@ -51,8 +43,8 @@ def test_bad_values_are_named_before_any_data_is_read(tmp_path, override, key):
 def test_a_missing_checkpoint_is_one_line_with_exit_code_2(fixture_data, tmp_path):
     # the other exit codes: config errors in test_train.py (without torch), divergence in test_tables.py
     missing = tmp_path / "missing.ckpt"
-    result = cli([f"paths.data_dir={fixture_data}", "debug=fast", "callbacks.progress_bar.refresh_rate=0",
-                  f"paths.log_dir={tmp_path / 'runs'}", f"ckpt_path={missing}"])
+    result = run_cli([f"paths.data_dir={fixture_data}", "debug=fast", "callbacks.progress_bar.refresh_rate=0",
+                      f"paths.log_dir={tmp_path / 'runs'}", f"ckpt_path={missing}"])
     lines = [line for line in result.stderr.splitlines() if line.startswith("da_bench:")]
     assert result.returncode == 2 and lines == [f"da_bench: checkpoint error: no checkpoint at {missing}"], \
         result.stderr[-1500:]
@@ -95,16 +87,16 @@ def test_sigterm_checkpoints_exits_143_and_the_relaunch_ends_as_an_uninterrupted
 
 
 def test_a_sigterm_stops_a_grid_with_a_report_and_a_nonzero_exit(fixture_data, tmp_path):
-    result = cli(["-m", "seed=0,1,2", f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast",
-                  "trainer.max_steps=8", "+callbacks.term._target_=tests.helpers.SignalAt", "+callbacks.term.step=3",
-                  "callbacks.progress_bar.refresh_rate=0"])
+    result = run_cli(["-m", "seed=0,1,2", f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast",
+                      "trainer.max_steps=8", "+callbacks.term._target_=tests.helpers.SignalAt",
+                      "+callbacks.term.step=3", "callbacks.progress_bar.refresh_rate=0"])
     assert result.returncode == 143, result.stderr[-2000:]
     assert "da_bench grid: 1 interrupted" in result.stderr and "did not start" in result.stderr
     assert not list(tmp_path.rglob("metrics.json"))
     # a grid where one job fails goes on, reports it and exits 1
-    result = cli(["-m", "method.optimizer.lr=1e6,0.01", "method=source_only", "method.lr_schedule=null",
-                  "trainer.log_every_n_steps=1", f"paths.data_dir={fixture_data}",
-                  f"paths.log_dir={tmp_path / 'g2'}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"])
+    result = run_cli(["-m", "method.optimizer.lr=1e6,0.01", "method=source_only", "method.lr_schedule=null",
+                      "trainer.log_every_n_steps=1", f"paths.data_dir={fixture_data}",
+                      f"paths.log_dir={tmp_path / 'g2'}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"])
     assert result.returncode == 1 and "1 done, 1 failed" in result.stderr, result.stderr[-2000:]
     assert len(list((tmp_path / "g2").rglob("metrics.json"))) == 1
 
@@ -232,9 +224,9 @@ def test_provenance_is_this_checkout_or_unknown(tmp_path):
 
 
 def test_the_console_script_runs_end_to_end_from_any_directory(fixture_data, tmp_path):
-    result = cli(["method=dann", "data=usps_mnist", "seed=3", f"paths.data_dir={fixture_data}",
-                  f"paths.log_dir={tmp_path}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"],
-                 cwd=tmp_path, module=False)
+    result = run_cli(["method=dann", "data=usps_mnist", "seed=3", f"paths.data_dir={fixture_data}",
+                      f"paths.log_dir={tmp_path}", "debug=fast", "callbacks.progress_bar.refresh_rate=0"],
+                     command=("da-bench-train",), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-1500:]
     (found,) = tmp_path.glob("runs/usps_mnist/dann/seed3/*/metrics.json")
     metrics = json.loads(found.read_text())

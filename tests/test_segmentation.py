@@ -8,7 +8,7 @@ from da_bench.data.sources import MNIST, DigitScenes
 from da_bench.data.sources.scenes import BACKGROUND, compose_scenes
 from da_bench.losses.clan import disagreement_weight, weight_discrepancy, weighted_bce_with_logits
 from da_bench.train import train
-from tests.helpers import assert_same_weights, last_checkpoint, make_cfg
+from tests.helpers import assert_same_weights, last_checkpoint, make_cfg, run_cli
 
 SEG_METHODS = ["seg_source_only", "seg_adv", "clan", "seg_target_only"]
 SEG_PAIRS = ["mnist_mnistm_seg", "usps_mnist_seg"]
@@ -131,8 +131,6 @@ def test_classification_and_segmentation_do_not_mix(fixture_data, tmp_path):
 
 
 def test_cli_says_which_methods_fit_a_segmentation_pair(fixture_data, tmp_path):
-    from tests.test_train import run_cli
-
     result = run_cli(["method=dann", "data=mnist_mnistm_seg", f"paths.data_dir={fixture_data}",
                       f"paths.log_dir={tmp_path}", "debug=fast", *SMALL_SCENES])
     assert result.returncode == 2 and "Traceback" not in result.stderr

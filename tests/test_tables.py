@@ -8,9 +8,8 @@ import pytest
 from da_bench.run_dir import measured_overrides, run_suffix
 from da_bench.tables import find_runs, write_tables
 from da_bench.train import train
-from tests.helpers import make_cfg
+from tests.helpers import REPO, make_cfg, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
 
@@ -42,15 +41,10 @@ def test_run_suffix_is_stable_and_ignores_where_things_go():
     assert run_suffix(long).startswith("h") and run_suffix(long) != run_suffix(long[:-1])
 
 
-def cli(args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "da_bench.train", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
-
-
 def test_smoke_table_runs_in_parallel_then_a_relaunch_skips_done_runs(fixture_data, tmp_path):
     common = ["-m", "table=smoke", f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}",
               "callbacks.progress_bar.refresh_rate=0"]
-    first = cli(common + ["launcher=per_gpu", "gpu_slots=2"])
+    first = run_cli(common + ["launcher=per_gpu", "gpu_slots=2"])
     assert first.returncode == 0, first.stderr[-3000:]
     runs = find_runs([tmp_path / "runs"])
     assert len(runs) == 4 and {(r["method"], r["seed"]) for r in runs} == {
@@ -59,7 +53,7 @@ def test_smoke_table_runs_in_parallel_then_a_relaunch_skips_done_runs(fixture_da
     assert {r["visible_devices"] for r in runs} == {"0", "1"}  # two workers, one GPU slot each
     stamps = {r["_path"]: Path(r["_path"]).stat().st_mtime_ns for r in runs}
 
-    second = cli(common)
+    second = run_cli(common)
     assert second.returncode == 0, second.stderr[-3000:]
     assert (second.stdout + second.stderr).count("already done, skipping") == 4
     assert {p: Path(p).stat().st_mtime_ns for p in stamps} == stamps
@@ -106,9 +100,9 @@ def test_launcher_presets_compose(fixture_data, tmp_path, launcher, target):
 
 
 def test_ddp_on_cpu_with_two_processes(fixture_data, tmp_path):
-    result = cli(["method=dann", "data=usps_mnist", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                  f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast",
-                  "callbacks.progress_bar.refresh_rate=0"])
+    result = run_cli(["method=dann", "data=usps_mnist", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                      f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast",
+                      "callbacks.progress_bar.refresh_rate=0"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr
     (metrics,) = find_runs([tmp_path / "runs"])

@@ -1,8 +1,5 @@
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +8,8 @@ from omegaconf import OmegaConf
 
 from da_bench.errors import RunInterrupted
 from da_bench.train import train
-from tests.helpers import CONF, assert_same_weights, last_checkpoint, make_cfg
+from tests.helpers import CONF, assert_same_weights, last_checkpoint, make_cfg, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 METHODS = ["source_only", "target_only", "dann", "adda", "ddc", "dan", "coral", "wdgrl", "dsn", "daan"]
 PAIRS = ["mnist_mnistm", "svhn_mnist", "mnist_usps", "usps_mnist", "syn_svhn", "synsigns_gtsrb"]
 ONE_PAIR_PER_NET = ["mnist_mnistm", "svhn_mnist", "mnist_usps", "synsigns_gtsrb"]  # dann_mnist, dann_svhn, lenet, dann_gtsrb
@@ -162,12 +158,6 @@ def test_every_config_composes_and_instantiates(fixture_data, tmp_path, group, n
         instantiate(cfg.trainer)
 
 
-def run_cli(args, env_extra=None, cwd=REPO, entry=("-m", "da_bench.train")):
-    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, **(env_extra or {})}
-    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=300)
-
-
 def test_cli_missing_data_is_a_clear_error(tmp_path):
     result = run_cli([f"paths.data_dir={tmp_path / 'nowhere'}", f"paths.log_dir={tmp_path}", "debug=fast"])
     assert result.returncode == 2
@@ -179,7 +169,7 @@ def run_cli_without_torch(args):
     """The command line in a process where importing torch or Lightning fails."""
     code = ("import runpy, sys; sys.modules.update(torch=None, pytorch_lightning=None); "
             "runpy.run_module('da_bench.train', run_name='__main__')")
-    return run_cli(args, entry=("-c", code))
+    return run_cli(args, command=(sys.executable, "-c", code))
 
 
 def test_help_and_config_errors_answer_before_torch_is_imported(tmp_path):
