@@ -26,10 +26,10 @@ def make_cfg(data_root, out_dir, overrides=(), debug="fast"):
     return cfg
 
 
-def run_cli(args, command=TRAIN, cwd=REPO, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
+def run_cli(args, command=TRAIN, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
     """The command line in its own process, as a user runs it: without HYDRA_FULL_ERROR, so an error is the
     one line a user sees. `command`: e.g. ("da-bench-train",), the console script."""
-    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, **(env_extra or {})}
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
