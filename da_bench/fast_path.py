@@ -39,32 +39,45 @@ HOST_READS = ("__bool__", "item", "tolist", "__float__", "__int__")
 
 
 class HostReadError(RuntimeError):
-    """An update rule read a tensor's value on the host: a host sync every step, and no CUDA graph can hold it."""
+    """An update rule syncs with the host (reads a tensor's value, copies host data in, sizes a result by its
+    values): a host sync every step, and no CUDA graph can hold it."""
+
+
+def _is_mask(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(torch.is_tensor(part) and part.dtype == torch.bool for part in parts)
 
 
 @contextmanager
 def no_host_reads():
-    """Inside the block, da_bench code that reads a tensor's value on the host (`if tensor:`, .item(), float())
-    raises HostReadError naming the line: what a capture would fail on, found without CUDA. torch's and
-    Lightning's own reads pass (on CUDA the capturable optimisers avoid theirs)."""
-    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+    """Inside the block, da_bench code that would make a capture fail raises HostReadError naming the line:
+    reading a tensor's value on the host (`if tensor:`, .item(), float()), building a tensor from host data
+    (torch.tensor / torch.as_tensor: a host-to-device copy each step) or indexing with a boolean mask (its
+    result's size needs a host sync). Found without CUDA; torch's and Lightning's own calls pass (on CUDA the
+    capturable optimisers avoid theirs)."""
+    guards = [(torch.Tensor, name, f"reads a tensor's value on the host (Tensor.{name})", None) for name in HOST_READS]
+    guards += [(torch, name, f"copies host data to the device each update (torch.{name})", None)
+               for name in ("tensor", "as_tensor")]
+    guards.append((torch.Tensor, "__getitem__", "indexes with a boolean mask (sizing the result is a host sync)",
+                   lambda tensor, index, *rest: _is_mask(index)))
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _, _ in guards]
 
-    def guarded(name, original):
-        def read(tensor, *args):
+    def guarded(original, what, applies):
+        def call(*args, **kwargs):
             caller = sys._getframe(1)
-            if caller.f_code.co_filename.startswith(PACKAGE):
-                raise HostReadError(f"{caller.f_code.co_filename}:{caller.f_lineno} reads a tensor's value on the "
-                                    f"host (Tensor.{name}): a CUDA graph cannot capture that update")
-            return original(tensor, *args)
-        return read
+            if caller.f_code.co_filename.startswith(PACKAGE) and (applies is None or applies(*args)):
+                raise HostReadError(f"{caller.f_code.co_filename}:{caller.f_lineno} {what}: a CUDA graph cannot "
+                                    "capture that update")
+            return original(*args, **kwargs)
+        return call
 
-    for name, original in originals.items():
-        setattr(torch.Tensor, name, guarded(name, original))
+    for (owner, name, what, applies), (_, _, original) in zip(guards, originals):
+        setattr(owner, name, guarded(original, what, applies))
     try:
         yield
     finally:
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
 
 def count_update(trainer: pl.Trainer) -> None:

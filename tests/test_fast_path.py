@@ -43,12 +43,13 @@ def assert_close_runs(fast_dir, eager_dir, rtol=1e-5, atol=1e-4):
 
 # one optimiser with the GRL and lr schedules (dann), two stages (adda), a critic with its own optimiser
 # (wdgrl), two segmentation optimisers and schedulers with a preheat phase (clan), and DAAN's omega
-# re-estimated on the device every 2 steps (its own phase)
-@pytest.mark.parametrize("overrides", [["method=dann"], ["method=adda"], ["method=wdgrl"],
+# re-estimated on the device every 2 steps (its own phase), DAN's multi-kernel MMD (its kernel weights and
+# median bandwidth once failed a capture on the H200 that this rehearsal did not catch)
+@pytest.mark.parametrize("overrides", [["method=dann"], ["method=adda"], ["method=wdgrl"], ["method=dan"],
                                        ["method=clan", "data=mnist_mnistm_seg", "method.preheat_fraction=0.25",
                                         *SMALL_SCENES],
                                        ["method=daan", "method.omega_interval=2"]],
-                         ids=["dann", "adda", "wdgrl", "clan", "daan"])
+                         ids=["dann", "adda", "wdgrl", "dan", "clan", "daan"])
 def test_the_rehearsed_fast_path_trains_the_eager_model(fixture_data, tmp_path, overrides):
     base = [*overrides, "trainer.max_steps=8", "~callbacks.snapshots"]  # (the validators are not what is tested)
     eager = train(make_cfg(fixture_data, tmp_path / "eager", base))
@@ -118,3 +119,22 @@ def test_no_host_reads_names_a_da_bench_line_that_reads_a_tensor_value():
         with pytest.raises(HostReadError, match=r"probe.py:1 reads a tensor's value on the host \(Tensor.__bool__\)"):
             exec(update_rule, {"ready": torch.tensor(True)})
     exec(update_rule, {"ready": torch.tensor(True)})  # restored afterwards
+
+
+@pytest.mark.parametrize("line, what", [
+    ("w = torch.tensor([0.5, 0.5])", r"copies host data to the device each update \(torch.tensor\)"),
+    ("w = torch.as_tensor(x)", r"copies host data to the device each update \(torch.as_tensor\)"),
+    ("w = x[x > 0]", r"indexes with a boolean mask"),
+    ("w = x[:, x[0] > 0]", r"indexes with a boolean mask")])
+def test_no_host_reads_names_a_host_copy_or_a_masked_index(line, what):
+    """The two syncs DAN's MMD once made (a weight tensor built per call, a masked off-diagonal): a capture
+    fails on them, so the CPU rehearsal must too; integer and slice indexing pass."""
+    from da_bench.fast_path import PACKAGE, HostReadError, no_host_reads
+
+    x = torch.ones(3, 3)
+    with no_host_reads():
+        with pytest.raises(HostReadError, match=r"probe.py:1 " + what):
+            exec(compile(line, f"{PACKAGE}/losses/probe.py", "exec"), {"torch": torch, "x": x})
+        exec(compile("w = x[1:, 0] + x[torch.arange(2)].sum()", f"{PACKAGE}/losses/probe.py", "exec"),
+             {"torch": torch, "x": x})
+    exec(compile(line, f"{PACKAGE}/losses/probe.py", "exec"), {"torch": torch, "x": x})  # restored afterwards

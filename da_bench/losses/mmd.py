@@ -30,6 +30,17 @@ def pooled_sq_distances(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
     return torch.cdist(x, x).square()
 
 
+def off_diagonal(square: torch.Tensor) -> torch.Tensor:
+    """The N(N-1) off-diagonal entries of an N x N matrix, by a reshape (a boolean mask would need a
+    host sync to size its result, which a CUDA graph cannot capture).
+
+    >>> off_diagonal(torch.arange(9.0).view(3, 3))
+    tensor([1., 2., 3., 5., 6., 7.])
+    """
+    n = len(square)
+    return square.flatten()[1:].view(n - 1, n + 1)[:, :-1].flatten()
+
+
 class MMD(nn.Module):
     def __init__(self, multipliers: Sequence[float] = (1.0,), weights: Sequence[float] | None = None):
         super().__init__()
@@ -37,13 +48,14 @@ class MMD(nn.Module):
         self.weights = list(weights) if weights is not None else [1.0 / len(self.multipliers)] * len(self.multipliers)
         if len(self.weights) != len(self.multipliers):
             raise ValueError("one weight per kernel")
+        # on the module's device: a tensor built from the list at each call would be a host-to-device copy
+        self.register_buffer("kernel_weights", torch.tensor(self.weights), persistent=False)
 
     def per_kernel(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         """The single-kernel MMD^2 terms (one per multiplier), before weighting."""
         d2 = pooled_sq_distances(f_s, f_t)
         n = len(f_s)
-        off_diag = d2[~torch.eye(len(d2), dtype=torch.bool, device=d2.device)]
-        bandwidth = off_diag.median().detach().clamp_min(1e-8)
+        bandwidth = off_diagonal(d2).median().detach().clamp_min(1e-8)
         terms = []
         for m in self.multipliers:
             k = torch.exp(-d2 / (m * bandwidth))
@@ -51,5 +63,5 @@ class MMD(nn.Module):
         return torch.stack(terms)
 
     def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
-        weights = torch.tensor(self.weights, dtype=f_s.dtype, device=f_s.device)
-        return (weights * self.per_kernel(f_s, f_t)).sum()
+        terms = self.per_kernel(f_s, f_t)
+        return (self.kernel_weights.to(terms.dtype) * terms).sum()
