@@ -138,7 +138,7 @@ def test_every_domain_config_instantiates_a_reader(fixture_data, tmp_path, name)
 
 
 @pytest.mark.parametrize("group, name", [(g, n) for g in ("data", "method", "net", "trainer", "logger", "callbacks",
-                                                        "debug", "table") for n in config_names(g)])
+                                                        "debug", "table", "schedule") for n in config_names(g)])
 def test_every_config_composes_and_instantiates(fixture_data, tmp_path, group, name):
     pairing = []  # segmentation methods and pairs go together
     if group == "method" and (name.startswith("seg_") or name == "clan"):
@@ -156,6 +156,14 @@ def test_every_config_composes_and_instantiates(fixture_data, tmp_path, group, n
         instantiate(node)
     if cfg.trainer.get("accelerator") != "gpu" or torch.cuda.is_available():
         instantiate(cfg.trainer)
+
+
+def test_paper_long_is_dann_jmlr_batch_for_fifty_source_epochs(fixture_data, tmp_path):
+    """JMLR 2016 sec. 5.2.2: 128-image batches, half source; 50 epochs of MNIST's 55,000 training images."""
+    cfg = make_cfg(fixture_data, tmp_path, ["method=dann", "schedule=paper_long"], debug=None)
+    assert cfg.data.batch_size == 64
+    assert cfg.trainer.max_steps * cfg.data.batch_size >= 50 * 55_000
+    assert cfg.trainer.val_check_interval == cfg.trainer.max_steps // cfg.snapshots
 
 
 def test_cli_missing_data_is_a_clear_error(tmp_path):
