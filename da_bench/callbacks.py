@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from da_bench.errors import NonFiniteError
 
@@ -68,6 +71,17 @@ class ChannelsLast(pl.Callback):
         self._convert(pl_module)
 
 
+class LastCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint for checkpoints/last.ckpt (every `every_n_train_steps` updates, with
+    `save_last`), which also saves it when training ends unless it saved at that step already: the evaluation
+    after training starts from the finished state on disk, written once. (Lightning's own end-of-training save
+    runs only in a run that never saved before, so the recipe used to write the final state a second time.)"""
+
+    def on_train_end(self, trainer, pl_module):
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 class CheckpointOnInterrupt(pl.Callback):
     """Writes `path` when training stops on an exception (Ctrl-C, SIGTERM, a crash), so re-launching the
     same run resumes at the step reached. Unlike Lightning's OnExceptionCheckpoint it never deletes the
@@ -81,6 +95,47 @@ class CheckpointOnInterrupt(pl.Callback):
             return  # a relaunch resumes from the last good checkpoint instead
         if trainer.state.fn == "fit" and trainer.global_step > 0:
             trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class SigtermFlag:
+    """Notes a SIGTERM wherever in the run it lands. Lightning acts on one only inside its training loop (in
+    evaluation only between batches, and each trainer call forgets an earlier one), so a SIGTERM during start-up,
+    the evaluation after training or the picks' tests would otherwise be lost, or end the process silently.
+    While the block runs, SIGTERM sets the flag (and calls the handler it replaced, e.g. submitit's); Lightning
+    keeps calling it beside its own. `check()` raises Lightning's SIGTERMException once one came: the recipe
+    asks between phases. Off the main thread (where signals cannot be handled) it does nothing."""
+
+    def __init__(self):
+        self.received, self.previous = False, None
+
+    def _note(self, signum, frame) -> None:
+        self.received = True
+        if callable(self.previous):
+            self.previous(signum, frame)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+
+    def check(self) -> None:
+        if self.received:
+            raise SIGTERMException
+
+
+class RunIdentity(pl.Callback):
+    """Writes which run a checkpoint belongs to (method, data, net, seed, max_steps) into it, so a resume or
+    `ckpt_path` can refuse another run's (checkpoints.check_checkpoint_belongs)."""
+
+    def __init__(self, identity: dict):
+        self.identity = dict(identity)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["da_bench_run"] = self.identity
 
 
 class TrainingClock(pl.Callback):
@@ -136,13 +191,26 @@ class RandomState(pl.Callback):
 class UpdateProgressBar(TQDMProgressBar):
     """Lightning's progress bar, counting updates: the global step of max_steps (a resumed run's bar starts
     where it stopped), the same whatever `updates_per_step`. Lightning's own counts training_step calls, so
-    with K updates per call it would stop at 1/K."""
+    with K updates per call it would stop at 1/K. Set up at the start of training as well as of the epoch:
+    a resumed run restarts mid-epoch (every da_bench run is one long epoch), and Lightning then skips
+    on_train_epoch_start."""
+
+    shown = 0
+
+    def _count_updates(self, trainer) -> None:
+        bar = self.train_progress_bar
+        if bar is not None:
+            bar.total, bar.initial, bar.n = trainer.max_steps, trainer.global_step, trainer.global_step
+            bar.refresh()
+        self.shown = trainer.global_step
+
+    def on_train_start(self, trainer, *args):
+        super().on_train_start(trainer, *args)
+        self._count_updates(trainer)
 
     def on_train_epoch_start(self, trainer, *args):
         super().on_train_epoch_start(trainer, *args)
-        bar = self.train_progress_bar
-        bar.total, bar.initial, bar.n = trainer.max_steps, trainer.global_step, trainer.global_step
-        self.shown = trainer.global_step
+        self._count_updates(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         bar, step = self.train_progress_bar, trainer.global_step

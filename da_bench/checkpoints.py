@@ -93,6 +93,20 @@ def check_checkpoint_fits(path: Path, state: dict, module: torch.nn.Module) -> N
                               f"(missing {missing}, unexpected {extra}): a run of another method, net or pair?")
 
 
+def check_checkpoint_belongs(path: Path, state: dict, identity: dict) -> None:
+    """A checkpoint resumed (or named by ckpt_path) must be this run's: the same method, data, net, seed and
+    max_steps (the lr and GRL schedules are functions of step / max_steps), at a step <= max_steps. Its
+    identity is what RunIdentity wrote; a checkpoint without one is held to the step alone."""
+    step, theirs = state["global_step"], state.get("da_bench_run") or {}
+    if step > identity["max_steps"]:
+        raise CheckpointError(f"checkpoint {path} is at step {step}, past this run's trainer.max_steps="
+                              f"{identity['max_steps']}: a checkpoint of a longer run")
+    other = [f"{key}={theirs[key]} (this run: {identity[key]})" for key in identity
+             if key in theirs and theirs[key] != identity[key]]
+    if other:
+        raise CheckpointError(f"checkpoint {path} belongs to another run: {', '.join(other)}")
+
+
 def resume_checkpoint(checkpoint_dir: Path) -> Path | None:
     """last.ckpt if it loads, else last.prev.ckpt if that loads, else None (train from scratch); every
     unreadable file is moved aside with a log line naming it. A `last-v1.ckpt` (da_bench before 4e467e1 wrote

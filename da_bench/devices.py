@@ -15,11 +15,21 @@ from pathlib import Path
 _claimed: tuple[int, object] | None = None
 
 
-def claim_gpu_slot(gpus: int, lock_dir: str | Path | None = None, jobs_per_gpu: int = 1) -> int:
-    """The GPU this process's slot maps to (claiming a slot on the first call); CUDA_VISIBLE_DEVICES is set to it."""
+def host_has_gpus() -> bool:
+    """Whether the NVIDIA driver lists a GPU on this host (read without starting CUDA, which must wait until
+    CUDA_VISIBLE_DEVICES is set)."""
+    listed = Path("/proc/driver/nvidia/gpus")
+    return (listed.is_dir() and any(listed.iterdir())) or Path("/dev/nvidia0").exists()
+
+
+def claim_gpu_slot(gpus: int, lock_dir: str | Path | None = None, jobs_per_gpu: int = 1) -> int | None:
+    """The GPU this process's slot maps to (claiming a slot on the first call); CUDA_VISIBLE_DEVICES is set to it.
+    None on a host without GPUs: nothing is claimed and the job runs on the CPU."""
     global _claimed
     if _claimed is not None:
         return _claimed[0]
+    if not host_has_gpus():
+        return None
     lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "da_bench_gpu_slots")
     lock_dir.mkdir(parents=True, exist_ok=True)
     slots = gpus * max(1, jobs_per_gpu)

@@ -21,14 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from da_bench import snapshots
-from da_bench.callbacks import RandomState, TrainingClock, nonfinite_parameters
-from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_fits, checkpoint_file, previous_of,
-                                  read_checkpoint, resume_checkpoint)
+from da_bench.callbacks import (LastCheckpoint, RandomState, RunIdentity, SigtermFlag, TrainingClock,
+                                nonfinite_parameters)
+from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_belongs, check_checkpoint_fits, checkpoint_file,
+                                  previous_of, read_checkpoint, resume_checkpoint)
 from da_bench.checks import ConfigError
 from da_bench.errors import NonFiniteError, RunInterrupted
 from da_bench.loggers import ResumableCSVLogger, drop_rows_after
 from da_bench.provenance import cpu_name, git_commit
 from da_bench.rules import LAST_STEP, reported
+from da_bench.run_dir import FAILED_MARK, launched_by_ddp
 
 log = logging.getLogger("da_bench.train")
 
@@ -57,6 +59,13 @@ def finish_wandb(loggers) -> None:
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Train, score and write out_dir/metrics.json; returns the metrics."""
+    with SigtermFlag() as sigterm:
+        return _run(cfg, out_dir, sigterm)
+
+
+def _run(cfg: DictConfig, out_dir: Path, sigterm: SigtermFlag) -> dict:
+    if cfg.get("cpus_per_job"):  # parallel jobs on one machine would otherwise each take every core
+        torch.set_num_threads(int(cfg.cpus_per_job))
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -64,14 +73,18 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
     datamodule.expose_target_labels = method.uses_target_labels
     ckpt_path = checkpoint_file(cfg.ckpt_path) if cfg.ckpt_path else resume_checkpoint(out_dir / "checkpoints")
+    identity = {"method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
+                "max_steps": cfg.trainer.max_steps}
     resumed_step = 0
     if ckpt_path:
         state = read_checkpoint(ckpt_path)
         check_checkpoint_fits(ckpt_path, state, method)
+        check_checkpoint_belongs(ckpt_path, state, identity)
         resumed_step = state["global_step"]
         del state
     clock = TrainingClock()
-    callbacks = [clock, RandomState(), *(instantiate(c) for c in (cfg.callbacks or {}).values())]
+    callbacks = [clock, RandomState(), RunIdentity(identity),
+                 *(instantiate(c) for c in (cfg.callbacks or {}).values())]
     if cfg.selection != LAST_STEP and not (snapshots.find(callbacks) and snapshots.supported(method)):
         raise ConfigError(f"selection={cfg.selection}: {cfg.names.method} has no snapshot validation "
                           "(no embed(x, domain), or callbacks.snapshots removed); use selection=last_step")
@@ -84,41 +97,56 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     for logger in loggers:
         logger.log_hyperparams({"config": run_config, "commit": commit})
 
+    for logger in loggers if not launched_by_ddp() else []:  # rank 0 owns the curve
+        if isinstance(logger, ResumableCSVLogger):  # a fresh start drops a killed attempt's rows as well
+            drop_rows_after(logger.experiment.metrics_file_path, resumed_step if ckpt_path else -1)
     if ckpt_path:
-        for logger in loggers:
-            if isinstance(logger, ResumableCSVLogger):
-                drop_rows_after(logger.experiment.metrics_file_path, resumed_step)
         log.info("resuming from %s (step %d)", ckpt_path, resumed_step)
     last_ckpt = out_dir / "checkpoints" / "last.ckpt"
+    resume = f"checkpoint {last_ckpt}. Launch the same command again to resume."
+    phase = "before training"
     try:
+        sigterm.check()
+        phase = "in training"
         trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
-    except SIGTERMException:
-        raise RunInterrupted(f"SIGTERM at step {trainer.global_step}; checkpoint {last_ckpt}. "
-                             "Launch the same command again to resume.", 143) from None
-    except SystemExit:  # Lightning's answer to Ctrl-C, after the on-exception checkpoint
-        raise RunInterrupted(f"interrupted at step {trainer.global_step}; checkpoint {last_ckpt}. "
-                             "Launch the same command again to resume.", 130) from None
-    if trainer.global_step < trainer.max_steps:
-        raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; checkpoint {last_ckpt}. "
-                             "Launch the same command again to resume.", 130)
-    if bad := nonfinite_parameters(method):
-        raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at the end of training")
-    trainer.save_checkpoint(last_ckpt, weights_only=False)  # full state: a kill before metrics.json resumes here
-    validated = {k: v for per_loader in trainer.validate(method, datamodule=datamodule, verbose=False)
-                 for k, v in per_loader.items()}
-    tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
-              for k, v in per_loader.items()}
-
-    selector = snapshots.find(callbacks)
-    last_scores = {k: v for k, v in tested.items()
-                   if k in (method.target_metric, method.target_metric.replace("tgt", "src"))}
-    selections = selector.selections(method, datamodule.test_dataloader(), last_scores) if selector else {}
+        if trainer.global_step < trainer.max_steps:
+            raise RunInterrupted(f"stopped at step {trainer.global_step} of {trainer.max_steps}; {resume}", 130)
+        if bad := nonfinite_parameters(method):
+            raise NonFiniteError(f"non-finite weights ({', '.join(bad[:3])}) at the end of training")
+        if not any(isinstance(c, LastCheckpoint) for c in callbacks):  # it saved the finished state already
+            trainer.save_checkpoint(last_ckpt, weights_only=False)  # full state: a kill before metrics.json resumes here
+        phase = "while testing the trained weights"
+        sigterm.check()
+        validated = {k: v for per_loader in trainer.validate(method, datamodule=datamodule, verbose=False)
+                     for k, v in per_loader.items()}
+        sigterm.check()
+        tested = {k: v for per_loader in trainer.test(method, datamodule=datamodule, verbose=False)
+                  for k, v in per_loader.items()}
+        sigterm.check()
+        selector = snapshots.find(callbacks)
+        last_scores = {k: v for k, v in tested.items()
+                       if k in (method.target_metric, method.target_metric.replace("tgt", "src"))}
+        selections = selector.selections(method, datamodule.test_dataloader(), last_scores) if selector else {}
+        sigterm.check()
+    except SIGTERMException:  # Lightning's, or ours from sigterm.check(); the training state is in last_ckpt
+        raise RunInterrupted(f"SIGTERM {phase} at step {trainer.global_step}; {resume}", 143) from None
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted {phase} at step {trainer.global_step}; {resume}", 130) from None
+    except SystemExit as stop:
+        if not isinstance(stop.__context__, KeyboardInterrupt):
+            # submitit's exit after its checkpoint hook requeued the job (a time limit or preemption): its exit
+            # code tells the cluster to requeue, and the requeued job resumes from last_ckpt
+            log.warning("stopped by the launcher %s at step %d (exit %s); %s", phase, trainer.global_step,
+                        stop.code, resume)
+            raise
+        raise RunInterrupted(f"interrupted {phase} at step {trainer.global_step}; {resume}", 130) from None
     metrics = {
         "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
         **{k: float(v) for k, v in {**validated, **tested}.items() if k != "step"},  # step: the loggers' x axis
         "splits": datamodule.split_sizes,
         "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.seconds, 2),
         "selection": cfg.selection, "commit": commit, "device": device_name(trainer),
+        "threads": torch.get_num_threads(),
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": str(ckpt_path) if ckpt_path else None,
         "table": cfg.get("table_name"), "overrides": list(cfg.get("overrides_list") or []),
         "target_metric": method.target_metric,
@@ -136,6 +164,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     tmp = metrics_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     os.replace(tmp, metrics_file)
+    (out_dir / FAILED_MARK).unlink(missing_ok=True)  # an earlier attempt's failure is not this run's state
     # The backup only guards a kill mid-write; a finished run keeps last.ckpt alone (half the disk per run).
     previous_of(last_ckpt).unlink(missing_ok=True)
     log.info("%s %.4f (%s) -> %s", metrics["target_metric"], reported(metrics), cfg.selection, metrics_file)

@@ -12,20 +12,24 @@ finished or broken run's files aside for `rerun=true`.
 """
 from __future__ import annotations
 
+import csv
 import fcntl
 import hashlib
 import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 # overrides that do not change what a run measures, or that are already part of its directory
 NEUTRAL_PREFIXES = ("method=", "data=", "seed=", "table=", "paths.", "callbacks.progress_bar", "logger", "rerun=",
                     "download=", "ckpt_path=", "hydra.", "trainer.accelerator=",
-                    "trainer.enable_progress_bar=", "launcher=", "gpu_slots=", "jobs_per_gpu=", "table_name=")
+                    "trainer.enable_progress_bar=", "launcher=", "gpu_slots=", "jobs_per_gpu=", "table_name=",
+                    "dry_run=", "cpus_per_job=", "grid_id=")
 
 
 def measured_overrides(overrides) -> list[str]:
@@ -46,8 +50,11 @@ def run_suffix(overrides) -> str:
 
 
 def run_hash(output_dir: str) -> str:
-    """A stable id for the run in `output_dir` (its W&B run id: a resumed run continues the same one)."""
-    return hashlib.sha1(str(output_dir).encode()).hexdigest()[:16]
+    """A stable id for the run in `output_dir` (its W&B run id: a resumed run continues the same one). Each
+    `rerun=true` archives the earlier attempt (archive_run), and the next attempt gets an id of its own."""
+    attempts = len(list((Path(str(output_dir)) / "archive").glob("*")))
+    key = str(output_dir) + (f"#{attempts}" if attempts else "")
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def steps_per_snapshot(max_steps: int, snapshots: int, updates_per_step: int = 1) -> int:
@@ -58,10 +65,19 @@ def steps_per_snapshot(max_steps: int, snapshots: int, updates_per_step: int = 1
 
 
 def register_resolvers() -> None:
+    from da_bench.grid import new_grid_id
+
     for name, fn in (("run_suffix", run_suffix), ("run_hash", run_hash), ("steps_per_snapshot", steps_per_snapshot),
-                     ("product", lambda a, b: int(a) * int(b))):
+                     ("product", lambda a, b: int(a) * int(b)), ("cpu_share", cpu_share)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("grid_id"):  # cached: one value per grid, copied into every job's config
+        OmegaConf.register_new_resolver("grid_id", new_grid_id, use_cache=True)
+
+
+def cpu_share(jobs) -> int:
+    """The cores each of `jobs` parallel jobs on this machine gets (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(1, int(jobs)))
 
 
 class RunDirBusy(RuntimeError):
@@ -70,6 +86,28 @@ class RunDirBusy(RuntimeError):
 
 class RunDirError(RuntimeError):
     """The run directory cannot be written."""
+
+
+class OutputDirCheck(Callback):
+    """Hydra creates the run (or sweep) directory before da_bench's code runs, so a read-only or full log dir
+    would be a Hydra traceback: this Hydra callback checks it first and stops with one line and exit 4."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(config)  # the run dir reads ${hydra:runtime.choices...}; run_job sets it again
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(directory) -> None:
+        try:
+            writable_run_dir(Path(str(directory)))
+        except RunDirError as err:
+            print(f"da_bench: run directory error: {err}", file=sys.stderr)
+            sys.exit(4)
 
 
 def writable_run_dir(out_dir: Path) -> Path:
@@ -134,6 +172,35 @@ def archive_run(run_dir: Path) -> Path | None:
     for p in entries:
         shutil.move(str(p), target / p.name)
     return target
+
+
+FAILED_MARK = "failed.txt"  # a run that failed after it started: its one-line reason (removed by a finished run)
+
+
+def mark_failed(run_dir: Path, message: str) -> None:
+    run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        (run_dir / FAILED_MARK).write_text(message + "\n")
+
+
+def curve_last_step(curve: Path) -> int | None:
+    if not curve.exists():
+        return None
+    with open(curve, newline="") as f:
+        return max((int(float(row["step"])) for row in csv.DictReader(f) if row.get("step")), default=None)
+
+
+def run_state(run_dir: Path) -> tuple[str, str]:
+    """(state, detail) of a grid cell, read from its files without torch: done, failed, partial or missing."""
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").exists():
+        return "done", ""
+    if (run_dir / FAILED_MARK).exists():
+        return "failed", (run_dir / FAILED_MARK).read_text().strip()
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        reached = curve_last_step(run_dir / "csv" / "metrics.csv")
+        return "partial", "a checkpoint" + (f", curve to step {reached}" if reached is not None else "")
+    return "missing", ""
 
 
 LAUNCH_ONLY = {".hydra", "train.log"}  # what Hydra writes into a run directory before the task runs

@@ -25,6 +25,7 @@ from typing import Sequence
 import pytorch_lightning as pl
 import torch
 
+from da_bench.errors import NonFiniteError
 from da_bench.rules import LAST_STEP
 from da_bench.validators import VALIDATORS, Snapshot, score_all
 
@@ -105,6 +106,11 @@ class SnapshotSelection(pl.Callback):
 
     def record(self, trainer: pl.Trainer, pl_module, snapshot: Snapshot) -> None:
         step = trainer.global_step
+        inputs = {"source features": snapshot.src_features, "source logits": snapshot.src_logits,
+                  "target features": snapshot.tgt_features, "target logits": snapshot.tgt_logits}
+        if bad := [name for name, values in inputs.items() if not torch.isfinite(values).all()]:
+            # the weights diverged between the guard's checks: no validator can score this (BNM's SVD raises)
+            raise NonFiniteError(f"non-finite {', '.join(bad)} at the snapshot of step {step}")
         scores = score_all(snapshot, self.rules)
         self.history.append({"step": step, **scores})
         for logger in trainer.loggers:

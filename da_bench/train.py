@@ -31,8 +31,8 @@ from da_bench.checks import ConfigError, validate_config
 from da_bench.devices import claim_gpu_slot
 from da_bench.errors import RunInterrupted, one_line
 from da_bench.rules import reported
-from da_bench.run_dir import (RunLock, archive_run, discard_unstarted_run, launched_by_ddp, register_resolvers,
-                              writable_run_dir)
+from da_bench.run_dir import (RunLock, archive_run, discard_unstarted_run, launched_by_ddp, mark_failed,
+                              register_resolvers, run_state, writable_run_dir)
 
 log = logging.getLogger("da_bench.train")
 register_resolvers()
@@ -40,6 +40,12 @@ register_resolvers()
 
 def train(cfg: DictConfig) -> dict:
     validate_config(cfg)
+    if cfg.get("dry_run"):
+        state, detail = run_state(Path(cfg.paths.output_dir))
+        log.info("dry run: %s %s%s", state, cfg.paths.output_dir, f" ({detail})" if detail else "")
+        grid.record(cfg, state, detail)
+        discard_unstarted_run(cfg.paths.output_dir, cfg.paths.log_dir)
+        return {"dry_run": state}
     out_dir = writable_run_dir(Path(cfg.paths.output_dir))
     with nullcontext() if launched_by_ddp() else RunLock(out_dir):
         metrics_file = out_dir / "metrics.json"
@@ -49,7 +55,12 @@ def train(cfg: DictConfig) -> dict:
         if cfg.rerun and not launched_by_ddp() and (archived := archive_run(out_dir)):
             log.info("rerun=true: the earlier run's files moved to %s", archived)
         if cfg.gpu_slots:  # before torch starts CUDA
-            log.info("GPU %d (CUDA_VISIBLE_DEVICES)", claim_gpu_slot(cfg.gpu_slots, jobs_per_gpu=cfg.jobs_per_gpu))
+            gpu = claim_gpu_slot(cfg.gpu_slots, jobs_per_gpu=cfg.jobs_per_gpu)
+            if gpu is None:
+                log.warning("launcher=per_gpu: this host has no NVIDIA GPU; the job runs on the CPU with %s threads",
+                            cfg.cpus_per_job or "torch's default")
+            else:
+                log.info("GPU %d (CUDA_VISIBLE_DEVICES)", gpu)
         from da_bench import recipe  # torch and Lightning (~5 s): only a run that trains waits for them
 
         return recipe.run(cfg, out_dir)
@@ -61,24 +72,42 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
     except RunInterrupted as err:
-        print(f"da_bench: interrupted: {err}", file=sys.stderr)
-        grid.record("interrupted", run_dir, str(err))
-        grid.report_interrupted()
-        sys.exit(err.exit_code)
+        stop(cfg, f"interrupted: {err}", err.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before training started (the recipe answers the later ones)
+        discard_unstarted_run(run_dir, cfg.paths.log_dir)
+        stop(cfg, "interrupted before training started (Ctrl-C): nothing was trained", 130)
+    except SystemExit as requeue:  # submitit's, after its checkpoint hook: the cluster requeues this job
+        grid.record(cfg, "requeued", f"exit {requeue.code}")
+        raise
     except Exception as err:
         found = one_line(err)
-        if found is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or (found is None and not grid.in_multirun()):
             raise
+        if found is None:  # a bug, in one job of a grid: its traceback goes to the job's log, the grid goes on
+            log.exception("unexpected error in this job")
+            found = (f"unexpected {type(err).__name__}: {err}".splitlines()[0], 1)
         message, code = found
         print(f"da_bench: {message}", file=sys.stderr)
         if isinstance(err, ConfigError):
             discard_unstarted_run(run_dir, cfg.paths.log_dir)
+        elif code != 4:  # 4: the directory is busy (another process's) or cannot be written
+            mark_failed(Path(run_dir), message)
         if not grid.in_multirun():
             sys.exit(code)
-        grid.record("failed", run_dir, message)  # the grid goes on; GridReport exits 1 at its end
+        grid.record(cfg, "failed", message)  # the grid goes on; GridReport exits 1 at its end
         return None
-    grid.record("done", run_dir)
+    if "dry_run" in metrics:
+        return None
+    grid.record(cfg, "done")
     return reported(metrics)
+
+
+def stop(cfg: DictConfig, message: str, code: int) -> None:
+    """An interruption: its line, the grid's summary so far, and its exit code (the grid stops with it)."""
+    print(f"da_bench: {message}", file=sys.stderr)
+    grid.record(cfg, "interrupted", message)
+    grid.report_interrupted(cfg)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

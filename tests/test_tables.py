@@ -42,15 +42,21 @@ def test_run_suffix_is_stable_and_ignores_where_things_go():
 
 
 def test_smoke_table_runs_in_parallel_then_a_relaunch_skips_done_runs(fixture_data, tmp_path):
-    common = ["-m", "table=smoke", f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}",
-              "callbacks.progress_bar.refresh_rate=0"]
+    from da_bench.devices import host_has_gpus
+
+    common = ["-m", "table=smoke", f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}"]
     first = run_cli(common + ["launcher=per_gpu", "gpu_slots=2"])
     assert first.returncode == 0, first.stderr[-3000:]
     runs = find_runs([tmp_path / "runs"])
     assert len(runs) == 4 and {(r["method"], r["seed"]) for r in runs} == {
         (m, s) for m in ("source_only", "dann") for s in (0, 1)}
     assert {r["table"] for r in runs} == {"smoke"}
-    assert {r["visible_devices"] for r in runs} == {"0", "1"}  # two workers, one GPU slot each
+    if host_has_gpus():
+        assert {r["visible_devices"] for r in runs} == {"0", "1"}  # two workers, one GPU slot each
+    else:  # nothing to claim: each job says so and runs on the CPU
+        assert {r["visible_devices"] for r in runs} == {None}
+        assert "this host has no NVIDIA GPU" in first.stdout + first.stderr
+    assert {r["threads"] for r in runs} == {max(1, (os.cpu_count() or 1) // 2)}  # the cores shared by 2 workers
     stamps = {r["_path"]: Path(r["_path"]).stat().st_mtime_ns for r in runs}
 
     second = run_cli(common)
@@ -101,8 +107,7 @@ def test_launcher_presets_compose(fixture_data, tmp_path, launcher, target):
 
 def test_ddp_on_cpu_with_two_processes(fixture_data, tmp_path):
     result = run_cli(["method=dann", "data=usps_mnist", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                      f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast",
-                      "callbacks.progress_bar.refresh_rate=0"])
+                      f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "debug=fast"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr
     (metrics,) = find_runs([tmp_path / "runs"])
@@ -239,6 +244,9 @@ def test_jobs_per_gpu_share_each_gpu(tmp_path, monkeypatch):
     from da_bench import devices
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # restored afterwards: the claims set it
+    monkeypatch.setattr(devices, "host_has_gpus", lambda: False)
+    assert devices.claim_gpu_slot(2, tmp_path) is None and os.environ["CUDA_VISIBLE_DEVICES"] == ""  # no GPU: no claim
+    monkeypatch.setattr(devices, "host_has_gpus", lambda: True)
     held = []
     for _ in range(4):  # four worker processes, simulated: each keeps its lock
         monkeypatch.setattr(devices, "_claimed", None)

@@ -7,10 +7,12 @@ names the expected path and how to obtain it. Decoded arrays are cached as `.npz
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -105,8 +107,9 @@ def cached_arrays(cache_file: Path, build: Callable[[], tuple[np.ndarray, np.nda
     """(images, labels) from `cache_file` (.npz), building and writing it atomically on a miss.
 
     A cache file that does not load (a copy cut short, a disk error) is named in the log, deleted and
-    rebuilt. The write goes to `.<name>.<pid>.tmp` beside it, removed if the write fails; temporary files
-    of writers that are no longer alive (killed mid-write) are removed on the next call."""
+    rebuilt. The write goes to `.<name>.<host>.<pid>.tmp` beside it, removed if the write fails; temporary
+    files of this host's writers that are no longer alive (killed mid-write) are removed on the next call (a
+    cache on a shared file system: another node's writer is never touched, its pid means nothing here)."""
     cache_file = Path(cache_file)
     if cache_file.exists():
         try:
@@ -118,7 +121,7 @@ def cached_arrays(cache_file: Path, build: Callable[[], tuple[np.ndarray, np.nda
     images, labels = build()
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cache_file)
-    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+    tmp = cache_file.with_name(f".{cache_file.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             np.savez(f, images=images, labels=labels)
@@ -130,9 +133,10 @@ def cached_arrays(cache_file: Path, build: Callable[[], tuple[np.ndarray, np.nda
 
 
 def remove_stale_temporaries(cache_file: Path) -> None:
-    """Delete `.<name>.<pid>.tmp` files beside cache_file whose writing process has ended."""
-    for tmp in cache_file.parent.glob(f".{cache_file.name}.*.tmp"):
-        pid = tmp.name[len(cache_file.name) + 2 : -4]
+    """Delete `.<name>.<host>.<pid>.tmp` files beside cache_file written on this host by a process that ended."""
+    host = socket.gethostname()
+    for tmp in cache_file.parent.glob(f".{cache_file.name}.{glob.escape(host)}.*.tmp"):
+        pid = tmp.name[len(f".{cache_file.name}.{host}.") : -len(".tmp")]
         if pid.isdigit() and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
