@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -106,8 +107,14 @@ class SnapshotSelection(pl.Callback):
 
     def record(self, trainer: pl.Trainer, pl_module, snapshot: Snapshot) -> None:
         step = trainer.global_step
+        if any(VALIDATORS[rule].uses_training_features for rule in self.rules):  # DEV's domain classifier fits on them
+            train = evaluate(trainer, pl_module, trainer.datamodule.train_sample_dataloaders())
+            snapshot = replace(snapshot, src_train_features=train.src_features, tgt_train_features=train.tgt_features)
         inputs = {"source features": snapshot.src_features, "source logits": snapshot.src_logits,
-                  "target features": snapshot.tgt_features, "target logits": snapshot.tgt_logits}
+                  "target features": snapshot.tgt_features, "target logits": snapshot.tgt_logits,
+                  "training features": torch.cat([f for f in (snapshot.src_train_features,
+                                                               snapshot.tgt_train_features) if f is not None]
+                                                  or [torch.zeros(0)])}
         if bad := [name for name, values in inputs.items() if not torch.isfinite(values).all()]:
             # the weights diverged between the guard's checks: no validator can score this (BNM's SVD raises)
             raise NonFiniteError(f"non-finite {', '.join(bad)} at the snapshot of step {step}")

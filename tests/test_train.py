@@ -1,3 +1,4 @@
+import csv
 import json
 import sys
 
@@ -192,15 +193,29 @@ def test_help_and_config_errors_answer_before_torch_is_imported(tmp_path):
     assert not list(tmp_path.rglob("*"))  # the refused config left no run directory behind
 
 
-def test_dsn_writes_reconstructions_and_daan_logs_omega(fixture_data, tmp_path):
-    train(make_cfg(fixture_data, tmp_path / "dsn", ["method=dsn", "data=mnist_mnistm"]))
+def test_dsn_is_the_papers_model_with_its_terms_off_before_the_start_step(fixture_data, tmp_path):
+    """h_c is the shared net's first fully connected layer (dann_mnist: fc3, 100-d), the private codes and the
+    decoder input match it, and before da_start_step only the task loss trains (debug=fast logs every step)."""
+    cfg = make_cfg(fixture_data, tmp_path / "dsn", ["method=dsn", "data=mnist_mnistm", "method.da_start_step=3"])
+    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    x = torch.randn(8, 3, 28, 28)
+    assert method.shared_code(x).shape == (8, 100) and method.private["tgt"](x).shape == (8, 100)
+    assert method.decoder(method.shared_code(x)).shape == x.shape
+    assert method.net.classifier[2:](method.shared_code(x)).shape == (8, 10)
+    train(cfg)
+    with open(tmp_path / "dsn" / "csv" / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss_cls")]
+    assert [bool(r.get("train/loss_recon")) for r in rows] == [int(r["step"]) >= 3 for r in rows] == \
+        [False, False, False, True, True, True]
+    assert all(r.get("train/loss_dom") and r.get("train/loss_diff") for r in rows[3:])
     from PIL import Image
 
     with Image.open(tmp_path / "dsn" / "reconstructions.png") as im:
         assert im.size[0] > 8 * 28 and im.size[1] > 8 * 28  # 8 images x (2 domains x 4 rows)
-    train(make_cfg(fixture_data, tmp_path / "daan", ["method=daan", "method.omega_interval=2"]))
-    import csv
 
+
+def test_daan_logs_omega(fixture_data, tmp_path):
+    train(make_cfg(fixture_data, tmp_path / "daan", ["method=daan", "method.omega_interval=2"]))
     omegas = [float(r["train/omega"]) for r in csv.DictReader(open(tmp_path / "daan" / "csv" / "metrics.csv"))
               if r.get("train/omega")]
     assert omegas and all(0.0 <= w <= 1.0 for w in omegas)

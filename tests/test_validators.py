@@ -51,15 +51,21 @@ def test_source_rules_and_oracle():
     assert source_loss(s) == pytest.approx(-20 / 4, abs=1e-3)  # one sample wrong by a margin of 20
 
 
-def test_iwcv_and_dev_with_equal_domains_are_plain_source_accuracy():
+def test_iwcv_and_dev_with_equal_domains_are_plain_source_accuracy_and_risk():
     g = torch.Generator().manual_seed(1)
-    features = torch.randn(300, 5, generator=g)
+    # one distribution; 2,000 training features per domain, as a snapshot samples (data/pair.py)
+    train_src, train_tgt, val = (torch.randn(n, 5, generator=g) for n in (2000, 2000, 300))
     labels = torch.randint(0, 10, (300,), generator=g)
     logits = torch.randn(300, 10, generator=g)
-    s = Snapshot(src_logits=logits, src_labels=labels, src_features=features, tgt_features=features.clone())
-    assert domain_weights(features, features) == pytest.approx(torch.ones(300), abs=1e-4)
-    assert iwcv(s) == pytest.approx(source_accuracy(s), abs=1e-4)
-    assert dev(s) == pytest.approx(source_accuracy(s), abs=1e-4)
+    s = Snapshot(src_logits=logits, src_labels=labels, src_features=val, src_train_features=train_src,
+                 tgt_train_features=train_tgt)
+    weights = domain_weights(train_src, train_tgt, val)
+    # ~1 up to the fit's estimation noise: ||w|| ~ sqrt(d / n) = 0.04 x sqrt(5) on standardised features, so the
+    # log-weights spread by ~0.09 and 95 % lie within ~0.18 of 0
+    assert weights.mean().item() == pytest.approx(1.0, abs=0.03) and (weights - 1).abs().quantile(0.95) < 0.25
+    assert iwcv(s) == pytest.approx(source_accuracy(s), abs=0.01)
+    assert dev(s) == pytest.approx(source_loss(s), abs=0.02)  # minus the plain source cross-entropy
+    assert dev(s, error="01") == pytest.approx(-(1 - source_accuracy(s)), abs=0.01)
 
 
 def test_dev_control_variate_cancels_the_weights_noise():
@@ -70,14 +76,26 @@ def test_dev_control_variate_cancels_the_weights_noise():
 
 def test_iwcv_and_dev_weight_the_source_samples_that_look_like_the_target():
     g = torch.Generator().manual_seed(2)
-    near = torch.randn(200, 2, generator=g) + torch.tensor([3.0, 0.0])  # where the target lies
-    far = torch.randn(200, 2, generator=g) - torch.tensor([3.0, 0.0])
-    tgt = torch.randn(400, 2, generator=g) + torch.tensor([3.0, 0.0])
+
+    def source(n):  # half of the source lies where the target does, half far from it
+        return torch.cat([torch.randn(n, 2, generator=g) + torch.tensor([3.0, 0.0]),
+                          torch.randn(n, 2, generator=g) - torch.tensor([3.0, 0.0])])
+
+    train_src, val = source(300), source(200)
+    train_tgt = torch.randn(600, 2, generator=g) + torch.tensor([3.0, 0.0])
+    weights = domain_weights(train_src, train_tgt, val)
+    assert weights[:200].mean() > 10 * weights[200:].mean()
+    # fitted on the training features only: a val row's weight does not depend on the other val rows
+    assert domain_weights(train_src, train_tgt, val[:1]) == pytest.approx(weights[:1], rel=1e-5)
     labels = torch.zeros(400, dtype=torch.long)
-    logits = one_hot_logits(torch.cat([torch.zeros(200), torch.ones(200)]).long())  # right near, wrong far
-    s = Snapshot(src_logits=logits, src_labels=labels, src_features=torch.cat([near, far]), tgt_features=tgt)
-    assert source_accuracy(s) == 0.5
-    assert iwcv(s) > 0.9 and dev(s) > 0.9
+    right_near = Snapshot(src_logits=one_hot_logits(torch.cat([torch.zeros(200), torch.ones(200)]).long()),
+                          src_labels=labels, src_features=val, src_train_features=train_src,
+                          tgt_train_features=train_tgt)
+    right_far = Snapshot(**{**right_near.__dict__, "source_weights": None,
+                            "src_logits": one_hot_logits(torch.cat([torch.ones(200), torch.zeros(200)]).long())})
+    assert source_accuracy(right_near) == source_accuracy(right_far) == 0.5
+    assert iwcv(right_near) > 0.9 > 0.1 > iwcv(right_far)
+    assert dev(right_near) > dev(right_far)
 
 
 def test_only_the_oracle_reads_target_labels():
@@ -85,7 +103,8 @@ def test_only_the_oracle_reads_target_labels():
     g = torch.Generator().manual_seed(3)
     s = Snapshot(src_logits=torch.randn(20, 10, generator=g), src_labels=torch.arange(20) % 10,
                  src_features=torch.randn(20, 4, generator=g), tgt_logits=torch.randn(20, 10, generator=g),
-                 tgt_features=torch.randn(20, 4, generator=g), tgt_labels=None)
+                 tgt_features=torch.randn(20, 4, generator=g), tgt_labels=None,
+                 src_train_features=torch.randn(30, 4, generator=g), tgt_train_features=torch.randn(30, 4, generator=g))
     blind = [n for n in VALIDATORS if n != "oracle"]
     assert set(score_all(s, blind)) == set(blind)  # no blind rule needs the labels
     with pytest.raises(AttributeError):

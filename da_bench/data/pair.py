@@ -307,6 +307,19 @@ class DomainPair(pl.LightningDataModule):
     def val_dataloader(self):
         return self._eval_loaders("val")
 
+    def train_sample_dataloaders(self, size: int = 2000) -> list:
+        """[source, target] loaders over a fixed random sample of each training split (at most `size` images,
+        drawn with split_seed: the same sample at every snapshot and in every run of the pair), for validators
+        that fit on training features (DEV's domain classifier). The target's labels never travel: zeros."""
+        loaders = []
+        for key in ("src_train", "tgt_train"):
+            x, y = self.splits[key]
+            generator = torch.Generator().manual_seed(self.split_seed)
+            pick = torch.randperm(len(y), generator=generator)[:size].to(x.device)
+            labels = y[pick] if key == "src_train" else torch.zeros_like(y[pick])
+            loaders.append(ResidentEval(x[pick], labels, self.eval_batch_size, self.normalise))
+        return loaders
+
     def test_dataloader(self):
         return self._eval_loaders("test")
 

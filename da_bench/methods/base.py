@@ -20,7 +20,7 @@ through `step_lr_schedulers` (the host steps them between replays) and names its
 `DAMethod` is the classification base; evaluation calls `classify(x, domain)` =
 classifier_for(domain)(encoder_for(domain)(x)), and a method whose target domain has its own encoder or
 head (ADDA) overrides `encoder_for` / `classifier_for`. Its optimiser can follow DANN's annealing
-mu_p = mu_0 / (1 + alpha p)^beta. Segmentation methods subclass `SegMethod` (methods/segmentation.py).
+mu_p = mu_0 / (1 + alpha p)^beta, or a staircase decay mu_0 decay^floor(step / every) (DSN's code). Segmentation methods subclass `SegMethod` (methods/segmentation.py).
 The reported numbers are the papers' rule, the weights at the last step; each validator's pick among the
 snapshots is reported beside them.
 """
@@ -185,12 +185,14 @@ class DAMethod(Method):
         return self.classifier_for(domain)(self.encoder_for(domain)(x))
 
     def make_optimizer(self, factory: Callable, params, lr_schedule: dict | None):
-        """factory(params=...) (a Hydra `_partial_`), with mu_p = mu_0 / (1 + alpha p)^beta per step if asked."""
+        """factory(params=...) (a Hydra `_partial_`), with the lr schedule per step if asked: {alpha, beta}
+        mu_p = mu_0 / (1 + alpha p)^beta, and / or {decay, every} mu_0 decay^floor(step / every); null keys
+        are not used."""
         optimizer = factory(params=params)
-        if not lr_schedule:
+        if not lr_schedule or all(v is None for v in lr_schedule.values()):
             return optimizer
         total = max(1, self.trainer.max_steps)
-        factor = partial(_annealing, total=total, **lr_schedule)
+        factor = partial(_lr_factor, total=total, **lr_schedule)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}}
 
@@ -198,5 +200,7 @@ class DAMethod(Method):
         return self.make_optimizer(self.optimizer, self.parameters(), self.hparams.lr_schedule)
 
 
-def _annealing(step: int, total: int, alpha: float, beta: float) -> float:
-    return annealed_lr_factor(min(1.0, step / total), alpha, beta)
+def _lr_factor(step: int, total: int, alpha: float | None = None, beta: float | None = None,
+               decay: float | None = None, every: int | None = None) -> float:
+    factor = annealed_lr_factor(min(1.0, step / total), alpha, beta) if alpha is not None else 1.0
+    return factor * decay ** (step // every) if decay is not None else factor

@@ -11,6 +11,10 @@ W - gp_weight * GP (losses/wasserstein.py); then one SGD step of encoder + class
 CE(source) + weight * W, with DANN's lr annealing. Manual optimisation; the critic's inner steps go to the
 raw torch optimiser so that Lightning's global step counts iterations (max_steps = iterations, as for
 every method).
+
+Deviation from the authors' code: the gradient penalty is taken at random interpolates of the two batches only
+(the paper's Eq. 5, as in WGAN-GP); the authors' digits code penalises the critic's gradient at the source, the
+target and the interpolated points together (3B points a step).
 """
 from __future__ import annotations
 
