@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from da_bench.rules import LAST_STEP, SELECTION_RULES
+from da_bench.rules import LAST_STEP, SELECTION_RULES, VALIDATOR_NAMES
 
 
 class ConfigError(ValueError):
@@ -45,6 +45,8 @@ def validate_config(cfg: DictConfig) -> None:
                               "it once per training_step, i.e. every updates_per_step updates")
     if cfg.get("selection", LAST_STEP) not in SELECTION_RULES:
         raise ConfigError(f"selection={cfg.selection!r}: expected one of {', '.join(SELECTION_RULES)}")
+    if cfg.get("optimized_metric", "im") not in VALIDATOR_NAMES:  # last_step has no score to optimise
+        raise ConfigError(f"optimized_metric={cfg.optimized_metric!r}: expected one of {', '.join(VALIDATOR_NAMES)}")
     for side in ("source", "target"):
         val_size = OmegaConf.select(cfg, f"data.{side}.val_size")
         if val_size is not None and (not isinstance(val_size, int) or val_size < 0):

@@ -91,17 +91,21 @@ def report_interrupted(cfg) -> None:
 
 class GridReport(Callback):
     def __init__(self):
-        self.path, self.reported, self.dry_run = None, False, False
+        self.path, self.reported, self.dry_run, self.reads_labels = None, False, False, False
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self.path = status_file(config.hydra.sweep.dir, config.grid_id)  # resolves (and caches) the grid's id
         self.dry_run = bool(config.get("dry_run"))
+        self.reads_labels = config.get("optimized_metric") == "oracle"
         atexit.register(self._report_if_cut_short)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         self.reported = True
         text, counts = summary(self.path, self.dry_run)
         print(text, file=sys.stderr)
+        if self.reads_labels:
+            print("da_bench grid: optimized_metric=oracle: the values the jobs returned to the sweeper read target "
+                  "val labels", file=sys.stderr)
         if not self.dry_run and any(counts[s] for s in PROBLEMS):
             sys.exit(1)
 

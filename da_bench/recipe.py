@@ -145,7 +145,7 @@ def _run(cfg: DictConfig, out_dir: Path, sigterm: SigtermFlag) -> dict:
         **{k: float(v) for k, v in {**validated, **tested}.items() if k != "step"},  # step: the loggers' x axis
         "splits": datamodule.split_sizes,
         "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.seconds, 2),
-        "selection": cfg.selection, "commit": commit, "device": device_name(trainer),
+        "selection": cfg.selection, "optimized_metric": cfg.get("optimized_metric"), "commit": commit, "device": device_name(trainer),
         "threads": torch.get_num_threads(),
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": str(ckpt_path) if ckpt_path else None,
         "table": cfg.get("table_name"), "overrides": list(cfg.get("overrides_list") or []),

@@ -15,3 +15,11 @@ def reported(metrics: dict) -> float:
     """The number a run reports: its target metric under its `selection` rule (the last step by default)."""
     rule, key = metrics.get("selection", LAST_STEP), metrics["target_metric"]
     return metrics[key] if rule == LAST_STEP else metrics["selections"][rule][key]
+
+
+def objective(metrics: dict, rule: str) -> float | None:
+    """What `main` returns to a Hydra sweeper (`optimized_metric`): the score of `rule`'s pick among the run's
+    snapshots, on the val splits; never a test number. Only `oracle` reads target labels. None when the run
+    has no score under the rule (no snapshots)."""
+    pick = (metrics.get("selections") or {}).get(rule)
+    return None if rule == LAST_STEP or not pick or pick.get("score") is None else float(pick["score"])

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 NEUTRAL_PREFIXES = ("method=", "data=", "seed=", "table=", "paths.", "callbacks.progress_bar", "logger", "rerun=",
                     "download=", "ckpt_path=", "hydra.", "trainer.accelerator=",
                     "trainer.enable_progress_bar=", "launcher=", "gpu_slots=", "jobs_per_gpu=", "table_name=",
-                    "dry_run=", "cpus_per_job=", "grid_id=")
+                    "dry_run=", "cpus_per_job=", "grid_id=", "optimized_metric=", "hparams_search=")
 
 
 def measured_overrides(overrides) -> list[str]:

@@ -97,13 +97,23 @@ def render_validator_table(gaps: dict) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def swept_value(run: dict, key: str):
+    """The run's value of `key`, or of comma-separated keys as a tuple (a search over several, e.g. Optuna's)."""
+    values = tuple(override_value(run, k) for k in key.split(","))
+    return None if None in values else values[0] if len(values) == 1 else values
+
+
+def _shown(value) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in value) + ")" if isinstance(value, tuple) else f"{value:g}"
+
+
 def hyperparameter_picks(runs: list[dict], key: str) -> dict:
     """Each rule picks a hyperparameter value and a snapshot at once: among the runs of one method, pair and seed
     that differ in `key`, the run whose pick scores highest under the rule. {"<method> <data>": {rule: [(value,
     target metric of that pick), one per seed]}}; the oracle's is the upper bound. last_step has no score."""
     groups: dict = defaultdict(list)
     for r in runs:
-        value = override_value(r, key)
+        value = swept_value(r, key)
         if value is not None and r.get("selections"):
             groups[(f"{r['method']} {r['data']}", str(r.get("seed")))].append((value, r))
     picks: dict = defaultdict(lambda: defaultdict(list))
@@ -115,7 +125,8 @@ def hyperparameter_picks(runs: list[dict], key: str) -> dict:
     return picks
 
 
-def render_hyperparameter_picks(picks: dict, key: str) -> str:
+def render_hyperparameter_picks(picks: dict, key: str, objective: str | None = None) -> str:
+    """`objective`: the rule the sweep optimised (metrics.json `optimized_metric`), marked as the sweeper's pick."""
     columns = sorted(picks)
     rules = order_rules({rule for per in picks.values() for rule in per})
     head = "| rule | " + " | ".join(f"{c}: {key} / target test" for c in columns) + " |\n|---|" + "---|" * len(columns)
@@ -124,9 +135,12 @@ def render_hyperparameter_picks(picks: dict, key: str) -> str:
         texts = []
         for c in columns:
             chosen = picks[c].get(rule, [])
-            values = ", ".join(f"{v:g}" for v, _ in chosen)
+            values = ", ".join(_shown(v) for v, _ in chosen)
             texts.append(f"{values} / {sum(a for _, a in chosen) / len(chosen):.4f} (n={len(chosen)})" if chosen else "—")
-        lines.append(f"| {rule}{' (reads target labels)' if rule == 'oracle' else ''} | " + " | ".join(texts) + " |")
+        notes = [note for note, applies in (("the sweep's objective", rule == objective),
+                                            ("reads target labels", rule == "oracle")) if applies]
+        label = rule + (f" ({', '.join(notes)})" if notes else "")
+        lines.append(f"| {label} | " + " | ".join(texts) + " |")
     return head + "\n" + "\n".join(lines) + "\n"
 
 
@@ -145,6 +159,7 @@ SWEEP_HEADER = """
 
 Among the sweep's runs of one pair and seed, each rule picks the run (and snapshot) it scores highest; cells: the
 values picked, one per seed, / the mean target test metric of those picks. The oracle row reads target val labels.
+The row marked as the sweep's objective (`optimized_metric`) is the pick a Hydra sweeper (hparams_search) makes.
 
 """
 
@@ -162,5 +177,6 @@ def validator_sections(runs: list[dict], validators: bool, sweep: str | None) ->
         picks = hyperparameter_picks(runs, sweep)
         if not picks:
             raise ValueError(f"--sweep {sweep}: no run with a {sweep}=... override and snapshot selections")
-        text += SWEEP_HEADER + render_hyperparameter_picks(picks, sweep)
+        objectives = {r.get("optimized_metric") for r in runs} - {None}
+        text += SWEEP_HEADER + render_hyperparameter_picks(picks, sweep, objectives.pop() if len(objectives) == 1 else None)
     return text

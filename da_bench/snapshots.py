@@ -31,6 +31,7 @@ from da_bench.rules import LAST_STEP
 from da_bench.validators import VALIDATORS, Snapshot, score_all
 
 log = logging.getLogger(__name__)
+SAME_AS_MODEL = "the checkpoint's model weights"
 
 
 def supported(method: pl.LightningModule) -> bool:
@@ -130,6 +131,23 @@ class SnapshotSelection(pl.Callback):
         picked = {b["step"] for b in self.best.values()}
         self.weights = {s: w for s, w in self.weights.items() if s in picked}
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        """A pick taken at the checkpoint's own step is the weights the checkpoint holds already: it is stored as
+        a reference, not as a second copy of the net (the SVHN net's is 125 MB)."""
+        weights = checkpoint["callbacks"][self.state_key]["weights"]
+        if trainer.global_step in weights:
+            weights[trainer.global_step] = SAME_AS_MODEL
+
+    def on_train_start(self, trainer, pl_module):
+        self._resolve(pl_module)
+
+    def _resolve(self, pl_module) -> None:
+        """The restored model's weights in place of a reference (they are the checkpoint step's: nothing has
+        trained since the restore)."""
+        for step, weights in self.weights.items():
+            if isinstance(weights, str):
+                self.weights[step] = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+
     def selections(self, method, test_loaders, last: dict) -> dict[str, dict]:
         """{rule: pick} with test metrics of each picked snapshot, plus 'last_step' from `last` (the test metrics
         the run already computed at the last step, i.e. for the last snapshot's weights, which the method holds
@@ -138,6 +156,7 @@ class SnapshotSelection(pl.Callback):
         result = {LAST_STEP: {"step": final, "score": None, **last, "uses_target_labels": False}}
         if not self.best:
             return result
+        self._resolve(method)  # a run resumed at max_steps trains no step, so on_train_start never came
         current = {k: v.detach().clone() for k, v in method.state_dict().items()}
         tested = {final: last}  # the last snapshot holds the method's current weights, already tested
         try:
@@ -155,7 +174,7 @@ class SnapshotSelection(pl.Callback):
         return result
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "best": self.best, "weights": self.weights}
+        return {"history": self.history, "best": self.best, "weights": dict(self.weights)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history, self.best = state_dict["history"], state_dict["best"]

@@ -30,7 +30,7 @@ from da_bench import grid
 from da_bench.checks import ConfigError, validate_config
 from da_bench.devices import claim_gpu_slot
 from da_bench.errors import RunInterrupted, one_line
-from da_bench.rules import reported
+from da_bench.rules import objective
 from da_bench.run_dir import (RunLock, archive_run, discard_unstarted_run, launched_by_ddp, mark_failed,
                               register_resolvers, run_state, writable_run_dir)
 
@@ -99,7 +99,9 @@ def main(cfg: DictConfig) -> float | None:
     if "dry_run" in metrics:
         return None
     grid.record(cfg, "done")
-    return reported(metrics)
+    if cfg.optimized_metric == "oracle":
+        log.warning("optimized_metric=oracle: the value a sweeper optimises reads target (val) labels")
+    return objective(metrics, cfg.optimized_metric)
 
 
 def stop(cfg: DictConfig, message: str, code: int) -> None:

@@ -40,8 +40,7 @@ def main() -> None:
                                     f"dann, 2 steps, {args.pair}": []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
-            run = ["method=dann", f"data={args.pair}", "trainer.max_steps=2", f"paths.log_dir={tmp}/{i}",
-                   "callbacks.progress_bar.refresh_rate=0"]
+            run = ["method=dann", f"data={args.pair}", "trainer.max_steps=2", f"paths.log_dir={tmp}/{i}"]
             rows["--help"].append(timed(args.repo, ["--help"], 0))
             rows["config error (seed=-1)"].append(timed(args.repo, ["seed=-1", f"paths.log_dir={tmp}/bad"], 2))
             rows[f"dann, 2 steps, {args.pair}"].append(timed(args.repo, run, 0))

@@ -53,7 +53,7 @@ for path in eager graphs; do
   start=$(date +%s%N)
   timeout "$limit" "$py" -m da_bench.train method=dann data=mnist_mnistm seed=0 \
     $trainer $run_steps updates_per_step=8 $fast paths.log_dir="$logs/single_$path" \
-    callbacks.progress_bar.refresh_rate=0 > "$logs.single_$path.log" 2>&1
+    > "$logs.single_$path.log" 2>&1
   rc=$?
   wall=$(( ($(date +%s%N) - start) / 1000000 ))
   metrics=$(find "$logs/single_$path" -name metrics.json | head -n 1)
@@ -66,7 +66,7 @@ done
 echo "== 3. DANN at 8 updates per step, eager and fast path, 5 seeds, packed"
 start=$(date +%s%N)
 timeout "${limits[3]}" "$py" scripts/run_packed.py mnistm --jobs "$jobs" --log-dir "$logs/packed" seed=$seeds $trainer \
-  $run_steps method=dann updates_per_step=8 paths.log_dir="$logs/grid" callbacks.progress_bar.refresh_rate=0 \
+  $run_steps method=dann updates_per_step=8 paths.log_dir="$logs/grid" \
   --also "$graphs" > "$logs.packed.log" 2>&1
 rc=$?
 wall=$(( ($(date +%s%N) - start) / 1000000 ))

@@ -68,7 +68,7 @@ def main(argv=None):
         i, run = i_run
         t = time.monotonic()
         with open(log_dir / f"{args.table}_{i:03d}.log", "w") as out:
-            code = subprocess.run([sys.executable, "-m", "da_bench.train", *run, "callbacks.progress_bar.refresh_rate=0"],
+            code = subprocess.run([sys.executable, "-m", "da_bench.train", *run],
                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
         print(f"[{time.monotonic() - start:7.1f} s] rc={code} {time.monotonic() - t:6.1f} s  {' '.join(run)}", flush=True)
         return code

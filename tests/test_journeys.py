@@ -8,6 +8,7 @@ import signal
 import subprocess
 
 import pytest
+import yaml
 
 from tests.helpers import REPO, TRAIN, assert_same_weights, run_cli, run_cli_interrupted
 
@@ -28,24 +29,24 @@ def only_run(log_dir):
 
 
 def test_ctrl_c_then_sigterm_then_the_same_command_ends_as_an_uninterrupted_run(fixture_data, tmp_path):
-    args = [*user(fixture_data, tmp_path / "logs"), "method=dann", "trainer.max_steps=100", "updates_per_step=2"]
+    args = [*user(fixture_data, tmp_path / "logs"), "method=dann", "trainer.max_steps=60", "updates_per_step=2"]
     ctrl_c = run_cli_interrupted(args, signal.SIGINT, after=20)
     assert ctrl_c.returncode == 130, ctrl_c.stderr[-2000:]
     assert errors(ctrl_c)[0].startswith("da_bench: interrupted: interrupted in training at step")
-    sigterm = run_cli_interrupted(args, signal.SIGTERM, after=60)
+    sigterm = run_cli_interrupted(args, signal.SIGTERM, after=40)
     assert sigterm.returncode == 143, sigterm.stderr[-2000:]
     assert errors(sigterm)[0].startswith("da_bench: interrupted: SIGTERM in training at step")
     resumed = run_cli(args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Traceback" not in ctrl_c.stderr + sigterm.stderr + resumed.stderr
-    shown = [int(n) for n in re.findall(r"\| (\d+)/100 \[", resumed.stdout)]
-    assert shown and 60 <= shown[0] < 100 and shown[-1] == 100  # the bar counts on from where the run stopped
+    shown = [int(n) for n in re.findall(r"\| (\d+)/60 \[", resumed.stdout)]
+    assert shown and 40 <= shown[0] < 60 and shown[-1] == 60  # the bar counts on from where the run stopped
     run_dir, metrics = only_run(tmp_path / "logs")
-    assert metrics["steps"] == 100 and metrics["resumed_from"].endswith("last.ckpt")
+    assert metrics["steps"] == 60 and metrics["resumed_from"].endswith("last.ckpt")
     with open(run_dir / "csv" / "metrics.csv", newline="") as f:
         logged = [row["step"] for row in csv.DictReader(f) if row.get("train/loss_cls")]
-    assert len(logged) == len(set(logged)) == 100 // 50, "the curve lost or repeated a logged step"
-    twin = run_cli([*user(fixture_data, tmp_path / "twin"), "method=dann", "trainer.max_steps=100", "updates_per_step=2"])
+    assert len(logged) == len(set(logged)) == 60 // 50, "the curve lost or repeated a logged step"
+    twin = run_cli([*user(fixture_data, tmp_path / "twin"), "method=dann", "trainer.max_steps=60", "updates_per_step=2"])
     assert twin.returncode == 0, twin.stderr[-2000:]
     twin_dir, twin_metrics = only_run(tmp_path / "twin")
     assert metrics["test/tgt_acc"] == twin_metrics["test/tgt_acc"]
@@ -55,9 +56,9 @@ def test_ctrl_c_then_sigterm_then_the_same_command_ends_as_an_uninterrupted_run(
 def test_a_slurm_local_grid_requeues_at_its_time_limit_resumes_and_reports_a_killed_job(fixture_data, tmp_path):
     """launcher=slurm_local: submitit's local executor with the SLURM preset's keys. Both jobs hold at step 20
     (WaitAt) until the time limit's signal; job 0 kills itself (SIGKILL) at step 3 instead: no result, no
-    requeue. Job 1 is signalled 30 s after its start, checkpoints, is requeued, resumes and finishes."""
+    requeue. Job 1 is signalled 20 s after its start, checkpoints, is requeued, resumes and finishes."""
     result = run_cli(["-m", *user(fixture_data, tmp_path), "method=source_only", "trainer.max_steps=60",
-                      "launcher=slurm_local", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
+                      "launcher=slurm_local", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=40",
                       "+callbacks.wait._target_=tests.helpers.WaitAt", "+callbacks.wait.step=20",
                       "+callbacks.kill._target_=tests.helpers.SignalAt", "+callbacks.kill.signum=9",
                       "+callbacks.kill.step=3,-1"])
@@ -93,7 +94,7 @@ def test_a_nan_that_reaches_a_snapshot_is_the_divergence_line(fixture_data, tmp_
                       "method.optimizer.lr=1e6", "method.lr_schedule=null"])
     assert result.returncode == 3, result.stderr[-2000:]
     assert errors(result) == ["da_bench: training diverged: non-finite source features, source logits, target "
-                              "features, target logits at the snapshot of step 5"]
+                              "features, target logits, training features at the snapshot of step 5"]
     assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("*.ckpt"))
 
 
@@ -116,3 +117,14 @@ def test_bad_input_is_one_line_with_its_cause(fixture_data, tmp_path, args, code
     result = run_cli([*multirun, *user(fixture_data, tmp_path), *(a for a in args if a != "-m")])
     assert result.returncode == code and errors(result) and errors(result)[0].startswith(line), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_an_optuna_sweep_optimises_a_label_free_score_never_a_test_number(fixture_data, tmp_path):
+    result = run_cli(["-m", "hparams_search=dann_optuna", "hydra.sweeper.n_trials=2", *user(fixture_data, tmp_path),
+                      "trainer.max_steps=20"])
+    assert result.returncode == 0 and "da_bench grid: 2 done" in result.stderr, result.stderr[-2000:]
+    best = yaml.safe_load((tmp_path / "runs" / "optimization_results.yaml").read_text())["best_value"]
+    runs = [json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")]
+    assert len(runs) == 2 and best == max(r["selections"]["im"]["score"] for r in runs)
+    tested = {r["test/tgt_acc"] for r in runs} | {pick["test/tgt_acc"] for r in runs for pick in r["selections"].values()}
+    assert best not in tested

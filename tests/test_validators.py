@@ -171,6 +171,21 @@ def test_snapshot_picks_survive_an_interruption(fixture_data, tmp_path):
     assert {pick["step"] for pick in metrics["selections"].values()} <= {2, 4, 6, 8}
 
 
+def test_a_pick_at_the_checkpoints_own_step_is_stored_once_and_a_resume_tests_it_the_same(fixture_data, tmp_path):
+    from da_bench.snapshots import SAME_AS_MODEL
+    from tests.helpers import last_checkpoint
+
+    cfg = make_cfg(fixture_data, tmp_path, ["method=dann", "trainer.max_steps=8", "trainer.val_check_interval=2"])
+    first = train(cfg)
+    (state,) = [v for k, v in last_checkpoint(tmp_path)["callbacks"].items() if "SnapshotSelection" in k]
+    assert 8 in {pick["step"] for pick in first["selections"].values()}  # the last snapshot is some rule's pick
+    assert state["weights"][8] == SAME_AS_MODEL  # the checkpoint's own weights, not a second copy
+    assert all(isinstance(w, dict) for step, w in state["weights"].items() if step != 8)
+    (tmp_path / "metrics.json").unlink()
+    again = train(cfg)  # resumes at max_steps: no step trains, every pick is tested from the checkpoint
+    assert again["selections"] == first["selections"]
+
+
 def test_plot_and_validator_table_scripts(tmp_path):
     import subprocess
     import sys
@@ -192,3 +207,14 @@ def test_plot_and_validator_table_scripts(tmp_path):
                            str(tmp_path / "png")], cwd=repo, capture_output=True, text=True)
     assert plot.returncode == 0, plot.stderr
     assert (tmp_path / "png" / "mnist_usps_dann_seed0.png").stat().st_size > 10_000
+
+
+def test_a_sweep_objective_is_a_rules_pick_score_and_never_the_last_step(tmp_path):
+    from da_bench.rules import objective
+
+    metrics = {"selections": {"last_step": {"score": None, "test/tgt_acc": 0.9},
+                              "im": {"score": 1.7, "test/tgt_acc": 0.8}}}
+    assert objective(metrics, "im") == 1.7 and objective(metrics, "last_step") is None
+    assert objective({"selections": {}}, "im") is None  # a run without snapshots
+    with pytest.raises(ConfigError, match="optimized_metric='last_step'"):
+        train(make_cfg(tmp_path / "no-data-here", tmp_path, ["optimized_metric=last_step"]))
