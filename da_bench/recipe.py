@@ -27,10 +27,11 @@ from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_belongs, 
                                   previous_of, read_checkpoint, resume_checkpoint)
 from da_bench.checks import ConfigError
 from da_bench.errors import NonFiniteError, RunInterrupted
-from da_bench.loggers import ResumableCSVLogger, drop_rows_after
+from da_bench.loggers import ResumableCSVLogger, drop_rows_after, publish_to_wandb
 from da_bench.provenance import cpu_name, git_commit
 from da_bench.rules import LAST_STEP, reported
 from da_bench.run_dir import FAILED_MARK, launched_by_ddp
+from da_bench.tables import paper_numbers
 
 log = logging.getLogger("da_bench.train")
 
@@ -157,14 +158,17 @@ def _run(cfg: DictConfig, out_dir: Path, sigterm: SigtermFlag) -> dict:
         if metrics["collapsed"]:
             log.warning("source val accuracy %.3f is near chance: the run collapsed (recorded, and flagged in "
                         "tables)", metrics["val/src_acc"])
-    finish_wandb(loggers)
     if not trainer.is_global_zero:
+        finish_wandb(loggers)
         return metrics
     metrics_file = out_dir / "metrics.json"
     tmp = metrics_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     os.replace(tmp, metrics_file)
     (out_dir / FAILED_MARK).unlink(missing_ok=True)  # an earlier attempt's failure is not this run's state
+    paper, _ = paper_numbers(cfg.get("table_name"))
+    publish_to_wandb(loggers, metrics, out_dir, paper.get((cfg.names.data, cfg.names.method)))
+    finish_wandb(loggers)
     # The backup only guards a kill mid-write; a finished run keeps last.ckpt alone (half the disk per run).
     previous_of(last_ckpt).unlink(missing_ok=True)
     log.info("%s %.4f (%s) -> %s", metrics["target_metric"], reported(metrics), cfg.selection, metrics_file)

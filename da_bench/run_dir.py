@@ -68,7 +68,8 @@ def register_resolvers() -> None:
     from da_bench.grid import new_grid_id
 
     for name, fn in (("run_suffix", run_suffix), ("run_hash", run_hash), ("steps_per_snapshot", steps_per_snapshot),
-                     ("product", lambda a, b: int(a) * int(b)), ("cpu_share", cpu_share)):
+                     ("product", lambda a, b: int(a) * int(b)), ("cpu_share", cpu_share),
+                     ("if_null", lambda value, default: default if value is None else value)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
     if not OmegaConf.has_resolver("grid_id"):  # cached: one value per grid, copied into every job's config

@@ -54,10 +54,23 @@ def preset_keys(table: str | None) -> frozenset:
     return frozenset(params.keys())
 
 
+def canonical(override: str) -> str:
+    """key=value with a number written one way (method.weight=.1, =0.1 and =1e-1 are one variant; 10 and 10.0
+    too), so that runs of one setting land in one row; anything else as it was given."""
+    key, sep, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    text = repr(number)
+    return f"{key}{sep}{text[:-2] if text.endswith('.0') else text}"
+
+
 def extra_overrides(run: dict) -> list[str]:
-    """The run's measured overrides beyond its table preset's recipe (e.g. data.normalize=unit)."""
+    """The run's measured overrides beyond its table preset's recipe (e.g. data.normalize=unit), numbers
+    written canonically."""
     keys = preset_keys(run.get("table"))
-    return [o for o in measured_overrides(run.get("overrides", [])) if o.split("=", 1)[0] not in keys]
+    return [canonical(o) for o in measured_overrides(run.get("overrides", [])) if o.split("=", 1)[0] not in keys]
 
 
 def shared_overrides(runs: list[dict]) -> frozenset:

@@ -1,3 +1,4 @@
+import csv
 import os
 import subprocess
 import sys
@@ -82,13 +83,44 @@ def test_wandb_offline_run_per_job(fixture_data, tmp_path, monkeypatch):
     assert wandb.run is None  # each job closed its run
 
 
+def test_wandb_gets_the_results_not_only_the_curves(fixture_data, tmp_path, monkeypatch):
+    """The offline run's record log (protobuf: its keys are stored as plain strings) holds the picks' summary,
+    the paper's number, metrics.json as an artifact, the run's PNG, the run directory's name and, outside a
+    table, the group adhoc; the CSV holds the lr curve."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(make_cfg(fixture_data, tmp_path, ["logger=csv_wandb", "method=dsn", "method.da_start_step=2",
+                                            "trainer.log_every_n_steps=2"]))
+    (log,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    records = log.read_bytes()
+    for key in (b"selections/im/score", b"selections/oracle/test/tgt_acc", b"paper/test/tgt_acc", b"collapsed",
+                b"images/reconstructions", b"metrics-", b"mnist_mnistm/dsn/seed0/", b"adhoc"):
+        assert key in records, key
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
+        assert [float(r["lr-SGD"]) for r in csv.DictReader(f) if r.get("lr-SGD")]
+
+
+def test_wandb_summary_names_every_pick_and_the_paper():
+    from da_bench.loggers import wandb_summary
+
+    metrics = {"target_metric": "test/tgt_acc", "selection": "im", "collapsed": False, "test/tgt_acc": 0.7,
+               "selections": {"last_step": {"step": 10, "score": None, "test/tgt_acc": 0.7, "uses_target_labels": False},
+                              "im": {"step": 6, "score": 1.5, "test/tgt_acc": 0.75, "uses_target_labels": False}}}
+    summary = wandb_summary(metrics, paper=0.7666)
+    assert summary["selections/im/step"] == 6 and summary["selections/im/test/tgt_acc"] == 0.75
+    assert "selections/last_step/score" not in summary and summary["reported"] == 0.75
+    assert summary["paper/test/tgt_acc"] == 0.7666 and summary["collapsed"] is False
+
+
 def test_wandb_logger_config_tags_and_group(fixture_data, tmp_path):
     cfg = make_cfg(fixture_data, tmp_path, ["logger=wandb", "method=adda", "data=mnist_usps", "seed=2",
                                             "table_name=adda"])
     node = cfg.logger.wandb
-    assert node.group == "adda" and node.name == "mnist_usps/adda/seed2" and node.mode == os.environ.get(
+    assert node.group == "adda" and node.name == "mnist_usps/adda/seed2/debug-fast" and node.mode == os.environ.get(
         "WANDB_MODE", "offline")
     assert set(node.tags) == {"method:adda", "data:mnist_usps", "seed:2", "table:adda"}
+    adhoc = make_cfg(fixture_data, tmp_path, ["logger=wandb", "method.weight=.1", "method=ddc"]).logger.wandb
+    assert adhoc.group == "adhoc" and adhoc.name == "mnist_mnistm/ddc/seed0/debug-fast+method.weight-.1"
 
 
 @pytest.mark.parametrize("launcher, target", [("per_gpu", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
@@ -275,3 +307,12 @@ def test_run_packed_runs_a_preset_grid_k_at_a_time(fixture_data, tmp_path):
     assert "table=smoke: 2 runs, 0 failed" in result.stdout
     runs = find_runs([tmp_path / "runs"])
     assert sorted((r["method"], r["seed"], r["table"]) for r in runs) == [("dann", 0, "smoke"), ("dann", 1, "smoke")]
+
+
+def test_one_setting_written_two_ways_is_one_row():
+    from da_bench.tables import row_name
+
+    runs = [{"method": "ddc", "overrides": [f"method.weight={w}", "seed=0"]} for w in (".1", "0.1", "1e-1")]
+    assert {row_name(r) for r in runs} == {"ddc [method.weight=0.1]"}
+    assert row_name({"method": "dann", "overrides": ["trainer.max_steps=2000", "data.normalize=unit"]}) == \
+        "dann [data.normalize=unit,trainer.max_steps=2000]"

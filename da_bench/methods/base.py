@@ -99,6 +99,19 @@ class Method(pl.LightningModule):
                     self.log(name, value, prog_bar=prog_bar)
         if logs_this_step(self.trainer):
             self._log_update_step(self.global_step - 1)
+            self.log_dict(self._learning_rates(), prog_bar=False)
+
+    def _learning_rates(self) -> dict:
+        """lr-<optimiser class>[-i] of every optimiser (its first param group), on the logged steps and the
+        update axis of the train values (Lightning's LearningRateMonitor counts training_step calls)."""
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        names, rates = [], {}
+        for optimizer in optimizers:
+            name = f"lr-{type(optimizer.optimizer).__name__}"
+            rates[name if name not in names else f"{name}-{names.count(name)}"] = optimizer.param_groups[0]["lr"]
+            names.append(name)
+        return rates
 
     def run_update(self, batch: dict) -> None:
         """`update`, and the base's optimiser step when it returns a loss."""
