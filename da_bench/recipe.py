@@ -151,6 +151,7 @@ def _run(cfg: DictConfig, out_dir: Path, sigterm: SigtermFlag) -> dict:
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": str(ckpt_path) if ckpt_path else None,
         "table": cfg.get("table_name"), "overrides": list(cfg.get("overrides_list") or []),
         "target_metric": method.target_metric,
+        **({"confusion/test_tgt": confusion} if (confusion := getattr(method.task, "test_confusion", None)) else {}),
         "selections": selections, "snapshots": selector.history if selector else [],
     }
     if "val/src_acc" in metrics:  # finite, but the source task itself was lost (e.g. WDGRL's zeroed features)

@@ -13,9 +13,11 @@ from. Cells without runs are printed as missing.
 """
 import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from da_bench.rules import SELECTION_RULES  # noqa: E402
 from da_bench.selection import validator_sections  # noqa: E402
 from da_bench.tables import find_runs, write_tables  # noqa: E402
 
@@ -35,6 +37,9 @@ def main(argv=None):
                              "e.g. last_step,src_acc,snd,oracle")
     parser.add_argument("--validators", action="store_true",
                         help="add the table of each validator's gap to the oracle's pick and to the last step")
+    parser.add_argument("--plot", action="store_true",
+                        help="also draw each table written against the paper's numbers: <name>[_<rule>].png "
+                             "(scripts/plot_table.py)")
     parser.add_argument("--sweep", default=None, metavar="KEY",
                         help="add the table of the value of KEY (e.g. method.weight) each rule picks in a sweep")
     args = parser.parse_args(argv)
@@ -45,6 +50,7 @@ def main(argv=None):
         parser.error(f"no metrics.json found under {args.run_dirs}")
     name = args.name or args.table or "table"
     rules = args.rules.split(",") if args.rules else None
+    started = time.time()
     path = write_tables(runs, Path(args.out), name, args.table, args.header, args.metric, rules)
     try:
         extra = validator_sections(runs, args.validators, args.sweep)
@@ -54,6 +60,13 @@ def main(argv=None):
         path.write_text(path.read_text() + extra)
     print(path.read_text())
     print(f"wrote {path}")
+    if args.plot:
+        from plot_table import main as plot_table
+
+        candidates = [path.with_suffix(".csv"), *(path.with_name(f"{name}_{r}.csv") for r in SELECTION_RULES)]
+        for csv_path in candidates:
+            if csv_path.exists() and csv_path.stat().st_mtime >= started - 1:  # this call's, not an older table's
+                plot_table([str(csv_path)])
 
 
 if __name__ == "__main__":

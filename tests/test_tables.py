@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -316,3 +317,26 @@ def test_one_setting_written_two_ways_is_one_row():
     assert {row_name(r) for r in runs} == {"ddc [method.weight=0.1]"}
     assert row_name({"method": "dann", "overrides": ["trainer.max_steps=2000", "data.normalize=unit"]}) == \
         "dann [data.normalize=unit,trainer.max_steps=2000]"
+
+
+def test_the_picture_scripts_draw_a_finished_run(fixture_data, tmp_path):
+    """A table against the paper's numbers, learning curves, the target confusion matrix and the feature view,
+    each one command and one PNG, on a run as the CLI leaves it."""
+    done = run_cli([f"paths.data_dir={fixture_data}", f"paths.log_dir={tmp_path}", "method=dann", "data=usps_mnist",
+                    "data.batch_size=8", "trainer.max_steps=8"])
+    assert done.returncode == 0, done.stderr[-1500:]
+    (run,) = (p.parent for p in tmp_path.rglob("metrics.json"))
+    commands = [
+        ["scripts/make_tables.py", str(run), "--out", str(tmp_path), "--name", "t", "--table", "survey", "--plot"],
+        ["scripts/plot_curves.py", "--out", str(tmp_path / "curves.png"), f"dann:8:{run}"],
+        ["scripts/plot_confusion.py", str(run), "--out", str(tmp_path / "confusion.png")],
+        ["scripts/plot_features.py", str(run), "--samples", "20", "--out", str(tmp_path / "features.png")],
+    ]
+    for command in commands:
+        done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, (command[0], done.stderr[-1500:])
+    for png in ("t_last_step.png", "t_im.png", "t_oracle.png", "curves.png", "confusion.png", "features.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    confusion = json.loads((run / "metrics.json").read_text())["confusion/test_tgt"]
+    assert sum(confusion[i][i] for i in range(10)) / sum(map(sum, confusion)) == pytest.approx(
+        json.loads((run / "metrics.json").read_text())["test/tgt_acc"], abs=1e-6)

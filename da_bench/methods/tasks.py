@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
 DOMAINS = ("src", "tgt")
 STAGES = ("val", "test")
@@ -37,6 +37,8 @@ class Classification(nn.Module):
         self.num_classes = num_classes
         self.accuracy = nn.ModuleDict({f"{s}_{d}": MulticlassAccuracy(num_classes, average="micro")
                                        for s in STAGES for d in DOMAINS})
+        self.confusion = MulticlassConfusionMatrix(num_classes)  # the target test set's (no state in checkpoints)
+        self.test_confusion: list[list[int]] | None = None
 
     @staticmethod
     def embed(method, x: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +52,8 @@ class Classification(nn.Module):
         features, logits = self.embed(method, x, domain)
         metric = self.accuracy[f"{stage}_{domain}"]
         metric.update(logits, y)
+        if stage == "test" and domain == "tgt":
+            self.confusion.update(logits, y)
         method.log(metric_key(stage, domain, "acc"), metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
         return {"features": features, "logits": logits, "labels": self.snapshot_labels(y)}
 
@@ -59,7 +63,11 @@ class Classification(nn.Module):
         return y
 
     def end_epoch(self, method, stage: str) -> None:
-        pass  # the accuracy objects are logged per epoch by Lightning
+        """After the test: the target test confusion matrix (rows: true class, columns: predicted), for
+        metrics.json. The accuracy objects are logged per epoch by Lightning."""
+        if stage == "test":
+            self.test_confusion = self.confusion.compute().long().tolist()
+            self.confusion.reset()
 
     @torch.no_grad()
     def test_scores(self, method, loaders) -> dict[str, float]:
