@@ -1,3 +1,7 @@
 """da_bench: unsupervised domain adaptation benchmarks on Hydra + PyTorch Lightning."""
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("da_bench")  # set from git when the package is built (setuptools-scm)
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "unknown"

@@ -16,7 +16,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_make_tables_matches_the_golden_files(tmp_path):
-    result = subprocess.run([sys.executable, "scripts/make_tables.py", str(DATA / "runs"), "--table", "dann",
+    result = subprocess.run(["da-bench-tables", str(DATA / "runs"), "--table", "dann",
                              "--name", "dann", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for suffix in ("md", "csv", "tex"):
@@ -65,7 +65,7 @@ def test_smoke_table_runs_in_parallel_then_a_relaunch_skips_done_runs(fixture_da
     assert second.returncode == 0, second.stderr[-3000:]
     assert (second.stdout + second.stderr).count("already done, skipping") == 4
     assert {p: Path(p).stat().st_mtime_ns for p in stamps} == stamps
-    tables = subprocess.run([sys.executable, "scripts/make_tables.py", str(tmp_path / "runs"), "--table", "smoke",
+    tables = subprocess.run(["da-bench-tables", str(tmp_path / "runs"), "--table", "smoke",
                              "--only-table", "--out", str(tmp_path / "results")], cwd=REPO, capture_output=True,
                             text=True)
     assert tables.returncode == 0 and "(n=2)" in (tmp_path / "results" / "smoke.md").read_text()
@@ -327,13 +327,13 @@ def test_the_picture_scripts_draw_a_finished_run(fixture_data, tmp_path):
     assert done.returncode == 0, done.stderr[-1500:]
     (run,) = (p.parent for p in tmp_path.rglob("metrics.json"))
     commands = [
-        ["scripts/make_tables.py", str(run), "--out", str(tmp_path), "--name", "t", "--table", "survey", "--plot"],
-        ["scripts/plot_curves.py", "--out", str(tmp_path / "curves.png"), f"dann:8:{run}"],
-        ["scripts/plot_confusion.py", str(run), "--out", str(tmp_path / "confusion.png")],
-        ["scripts/plot_features.py", str(run), "--samples", "20", "--out", str(tmp_path / "features.png")],
+        ["da-bench-tables", str(run), "--out", str(tmp_path), "--name", "t", "--table", "survey", "--plot"],
+        ["da-bench-plot", "curves", "--out", str(tmp_path / "curves.png"), f"dann:8:{run}"],
+        ["da-bench-plot", "confusion", str(run), "--out", str(tmp_path / "confusion.png")],
+        ["da-bench-plot", "features", str(run), "--samples", "20", "--out", str(tmp_path / "features.png")],
     ]
     for command in commands:
-        done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0, (command[0], done.stderr[-1500:])
     for png in ("t_last_step.png", "t_im.png", "t_oracle.png", "curves.png", "confusion.png", "features.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png

@@ -198,12 +198,12 @@ def test_plot_and_validator_table_scripts(tmp_path):
     run["snapshots"] = [{"step": s, **{r: s / 10 for r in VALIDATORS}} for s in (1, 2, 3)]
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "metrics.json").write_text(json.dumps(run))
-    tables = subprocess.run([sys.executable, "scripts/make_tables.py", str(tmp_path / "runs"), "--out", str(tmp_path),
+    tables = subprocess.run(["da-bench-tables", str(tmp_path / "runs"), "--out", str(tmp_path),
                              "--name", "v", "--validators"], cwd=repo, capture_output=True, text=True)
     assert tables.returncode == 0, tables.stderr
     assert "## Validators against the oracle" in (tmp_path / "v.md").read_text()
     pytest.importorskip("matplotlib")
-    plot = subprocess.run([sys.executable, "scripts/plot_validators.py", str(tmp_path / "runs"), "--out",
+    plot = subprocess.run(["da-bench-plot", "validators", str(tmp_path / "runs"), "--out",
                            str(tmp_path / "png")], cwd=repo, capture_output=True, text=True)
     assert plot.returncode == 0, plot.stderr
     assert (tmp_path / "png" / "mnist_usps_dann_seed0.png").stat().st_size > 10_000

@@ -1,11 +1,10 @@
-#!/usr/bin/env python
 """Source and target features of finished runs side by side: a 2-D PCA of each run's features (the layer the
 validators read, `Method.embed`) on up to --samples images of each domain's test set, source in one colour,
 target in another, and each run's proxy A-distance (Ben-David et al. 2007): 2 (1 - 2 err) of a logistic
 regression telling the domains apart on the full features (fitted on half of them, err on the other half).
 Lower = the domains are harder to tell apart. Typical use: a source-only run beside an adapted one.
 
-    python scripts/plot_features.py logs/runs/mnist_mnistm/source_only/seed0/defaults \\
+    da-bench-plot features logs/runs/mnist_mnistm/source_only/seed0/defaults \\
         logs/runs/mnist_mnistm/dann/seed0/defaults --out features.png
 
 Each run directory needs its .hydra/config.yaml and checkpoints/last.ckpt (and the data, DA_BENCH_DATA).

@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """The target test confusion matrix of finished runs as a picture: rows the true class, columns the predicted
 one, each row normalised (the cell's share of that class), counts written in the cells.
 
-    python scripts/plot_confusion.py logs/runs/mnist_mnistm/dann/seed0/defaults [more run dirs] --out dann.png
+    da-bench-plot confusion logs/runs/mnist_mnistm/dann/seed0/defaults [more run dirs] --out dann.png
 
 Reads `confusion/test_tgt` from each run's metrics.json (classification runs); several runs are summed (seeds of
 one cell). Needs matplotlib (pip install -e ".[plots]").

@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Run a table preset's grid and write its result table, with the command, commit and hardware.
 
-    python scripts/reproduce.py mnistm                     # source_only, dann, target_only on MNIST -> MNIST-M, seeds 0-2
-    python scripts/reproduce.py usps seed=0                # ADDA's MNIST <-> USPS protocol, one seed
-    python scripts/reproduce.py dann trainer=gpu           # DANN's Table 2 (needs SVHN, SYN NUMBERS, SYN SIGNS, GTSRB)
+    da-bench-reproduce mnistm                     # source_only, dann, target_only on MNIST -> MNIST-M, seeds 0-2
+    da-bench-reproduce usps seed=0                # ADDA's MNIST <-> USPS protocol, one seed
+    da-bench-reproduce dann trainer=gpu           # DANN's Table 2 (needs SVHN, SYN NUMBERS, SYN SIGNS, GTSRB)
 
 Extra arguments are Hydra overrides for every run of the grid. Runs land in $DA_BENCH_LOGS/runs (default
 logs/runs); finished ones are skipped, so an interrupted reproduction continues where it stopped. The
@@ -16,11 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from da_bench.provenance import cpu_name  # noqa: E402
-from da_bench.selection import validator_sections  # noqa: E402
-from da_bench.tables import find_runs, write_tables  # noqa: E402
+from da_bench.provenance import cpu_name
+from da_bench.selection import validator_sections
+from da_bench.tables import find_runs, write_tables
 
 # tables that also report how the validators fare: (validator table?, the swept key whose value each rule picks)
 VALIDATOR_REPORTS = {"selection": (True, None), "validators": (True, "method.weight")}
@@ -36,16 +33,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     command = [sys.executable, "-m", "da_bench.train", "-m", f"table={args.table}", *args.overrides]
     print("running:", " ".join(command[1:]), flush=True)
-    if subprocess.run(command, cwd=REPO).returncode != 0:
+    if subprocess.run(command).returncode != 0:
         sys.exit("the grid failed; finished runs are kept, re-run the same command to continue")
-    log_dir = Path(os.environ.get("DA_BENCH_LOGS", REPO / "logs"))
+    log_dir = Path(os.environ.get("DA_BENCH_LOGS", "logs"))
     runs = [r for r in find_runs([log_dir / "runs"]) if r.get("table") == args.table]
     paper = args.paper_table or {"mnistm": "dann", "usps": "adda"}.get(args.table, args.table)
     steps = sorted({r["steps"] for r in runs})
-    header = (f"Command: `python scripts/reproduce.py {args.table} {' '.join(args.overrides)}`\n"
+    header = (f"Command: `da-bench-reproduce {args.table} {' '.join(args.overrides)}`\n"
               f"Hardware: {cpu_name()}; torch threads per run as launched (see each run's metrics.json).\n"
               f"Steps per run: {steps} (the preset's schedule unless overridden above).\n")
-    path = write_tables(runs, REPO / args.out, args.table, paper, header)
+    path = write_tables(runs, Path(args.out), args.table, paper, header)
     if args.table in VALIDATOR_REPORTS:
         path.write_text(path.read_text() + validator_sections(runs, *VALIDATOR_REPORTS[args.table]))
     print(path.read_text())

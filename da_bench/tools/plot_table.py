@@ -1,10 +1,9 @@
-#!/usr/bin/env python
 """A results table as a picture: one panel per pair, a bar per method (mean over seeds, ± std as an error bar,
 the mean and n written on it) and the paper's number as a black mark where the paper reports one.
 
-    python scripts/plot_table.py results/survey.csv --out results/survey.png
+    da-bench-plot table results/survey.csv --out results/survey.png
 
-Reads the CSV that scripts/make_tables.py writes (method, data, mean, std, n, paper). Needs matplotlib
+Reads the CSV that da-bench-tables writes (method, data, mean, std, n, paper). Needs matplotlib
 (pip install -e ".[plots]").
 """
 from __future__ import annotations
@@ -26,7 +25,7 @@ def read_table(path: Path) -> list[dict]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("table", type=Path, help="a CSV written by scripts/make_tables.py")
+    parser.add_argument("table", type=Path, help="a CSV written by da-bench-tables")
     parser.add_argument("--out", type=Path, default=None, help="the PNG (default: beside the CSV)")
     parser.add_argument("--xlabel", default="target test accuracy")
     args = parser.parse_args(argv)

@@ -1,20 +1,17 @@
-#!/usr/bin/env python
 """Pick a hyperparameter by source validation accuracy alone, and write the record.
 
     python -m da_bench.train -m table=wdgrl_weight                       # the sweep (weight 0 = no WDGRL loss)
-    python scripts/choose_weight.py logs/runs --table wdgrl_weight --out results/
+    da-bench-choose-weight logs/runs --table wdgrl_weight --out results/
 
 Rule (da_bench/selection.py): per pair, the largest value whose val/src_acc is within --tolerance of the
 value-0 run's; the default is the smallest pick over the pairs. Target test accuracy is printed beside each
 value for the reader; the rule never reads it.
 """
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from da_bench.selection import SCORE, largest_within_source_tolerance, override_value  # noqa: E402
-from da_bench.tables import describe, find_runs  # noqa: E402
+from da_bench.selection import SCORE, largest_within_source_tolerance, override_value
+from da_bench.tables import describe, find_runs
 
 
 def main(argv=None):

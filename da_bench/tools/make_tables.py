@@ -1,25 +1,22 @@
-#!/usr/bin/env python
 """Turn finished runs into result tables.
 
-    python scripts/make_tables.py logs/runs --table dann --name dann --out results/
+    da-bench-tables logs/runs --table dann --name dann --out results/
 
 Reads every metrics.json under RUN_DIRS, writes OUT/NAME.md (+ .csv, .tex): target test accuracy as
 mean ± std over seeds with n, the paper's number beside each cell, one table per model-selection rule
 (last_step, then each validator's pick: da_bench/snapshots.py), and the commits / devices / seeds the runs came
 from. Cells without runs are printed as missing.
 
-    python scripts/make_tables.py logs/runs --table selection --only-table --validators       (validator table)
-    python scripts/make_tables.py logs/runs --table validators --only-table --sweep method.weight
+    da-bench-tables logs/runs --table selection --only-table --validators       (validator table)
+    da-bench-tables logs/runs --table validators --only-table --sweep method.weight
 """
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from da_bench.rules import SELECTION_RULES  # noqa: E402
-from da_bench.selection import validator_sections  # noqa: E402
-from da_bench.tables import find_runs, write_tables  # noqa: E402
+from da_bench.rules import SELECTION_RULES
+from da_bench.selection import validator_sections
+from da_bench.tables import find_runs, write_tables
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +36,7 @@ def main(argv=None):
                         help="add the table of each validator's gap to the oracle's pick and to the last step")
     parser.add_argument("--plot", action="store_true",
                         help="also draw each table written against the paper's numbers: <name>[_<rule>].png "
-                             "(scripts/plot_table.py)")
+                             "(da-bench-plot table)")
     parser.add_argument("--sweep", default=None, metavar="KEY",
                         help="add the table of the value of KEY (e.g. method.weight) each rule picks in a sweep")
     args = parser.parse_args(argv)
@@ -61,7 +58,7 @@ def main(argv=None):
     print(path.read_text())
     print(f"wrote {path}")
     if args.plot:
-        from plot_table import main as plot_table
+        from da_bench.tools.plot_table import main as plot_table
 
         candidates = [path.with_suffix(".csv"), *(path.with_name(f"{name}_{r}.csv") for r in SELECTION_RULES)]
         for csv_path in candidates:

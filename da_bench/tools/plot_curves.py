@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Learning curves of runs or grid cells, one PNG: mean ± std over each group's seeds, source val accuracy solid,
 the target val accuracy (an oracle curve: it reads target labels, for watching only) dashed, against epochs of
 the source training split, so that schedules with other batch sizes line up.
 
-    python scripts/plot_curves.py --out results/dann_long/curves.png \\
+    da-bench-plot curves --out results/dann_long/curves.png \\
         "DANN 10k, 32 + 32:32:results/runs/2857fb2/mnist_mnistm/dann/seed*/defaults" \\
         "DANN schedule=paper_long, 64 + 64:64:results/runs/0b8ce73/mnist_mnistm/dann/seed*/schedule-paper_long"
 

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Each validator's score against target accuracy over a run's snapshots: one PNG per run.
 
-    python scripts/plot_validators.py logs/runs/mnist_mnistm/dann/seed0/defaults --out results/validators
+    da-bench-plot validators logs/runs/mnist_mnistm/dann/seed0/defaults --out results/validators
 
 For every metrics.json found (a file or the directories searched), a grid of panels, one per rule: x = the
 snapshot's target *val* accuracy (the oracle's score, read with target labels, for the plot only), y = the
@@ -10,11 +9,9 @@ accuracy is a useful validator on that run. Needs matplotlib (pip install -e ".[
 """
 import argparse
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from da_bench.tables import find_runs, order_rules  # noqa: E402
+from da_bench.tables import find_runs, order_rules
 
 
 def plot_run(run: dict, out_dir: Path) -> Path:
