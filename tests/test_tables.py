@@ -327,16 +327,21 @@ def test_the_picture_scripts_draw_a_finished_run(fixture_data, tmp_path):
     assert done.returncode == 0, done.stderr[-1500:]
     (run,) = (p.parent for p in tmp_path.rglob("metrics.json"))
     commands = [
-        ["da-bench-tables", str(run), "--out", str(tmp_path), "--name", "t", "--table", "survey", "--plot"],
+        ["da-bench-tables", str(run), "--out", str(tmp_path), "--name", "t", "--table", "survey", "--plot",
+         "--wandb"],
         ["da-bench-plot", "curves", "--out", str(tmp_path / "curves.png"), f"dann:8:{run}"],
         ["da-bench-plot", "confusion", str(run), "--out", str(tmp_path / "confusion.png")],
         ["da-bench-plot", "features", str(run), "--samples", "20", "--out", str(tmp_path / "features.png")],
     ]
     for command in commands:
-        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"})
         assert done.returncode == 0, (command[0], done.stderr[-1500:])
     for png in ("t_last_step.png", "t_im.png", "t_oracle.png", "curves.png", "confusion.png", "features.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")  # the tables' W&B run, offline
+    for key in (b"tables/t_last_step", b"tables/t_oracle", b"images/t_im", b"table-t"):
+        assert key in log.read_bytes(), key
     confusion = json.loads((run / "metrics.json").read_text())["confusion/test_tgt"]
     assert sum(confusion[i][i] for i in range(10)) / sum(map(sum, confusion)) == pytest.approx(
         json.loads((run / "metrics.json").read_text())["test/tgt_acc"], abs=1e-6)

@@ -11,6 +11,8 @@ from. Cells without runs are printed as missing.
     da-bench-tables logs/runs --table validators --only-table --sweep method.weight
 """
 import argparse
+import csv
+import os
 import time
 from pathlib import Path
 
@@ -37,6 +39,9 @@ def main(argv=None):
     parser.add_argument("--plot", action="store_true",
                         help="also draw each table written against the paper's numbers: <name>[_<rule>].png "
                              "(da-bench-plot table)")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log each table (and its picture with --plot) to a W&B run of job type 'table', "
+                             "offline unless WANDB_MODE=online (pip install -e \".[wandb]\")")
     parser.add_argument("--sweep", default=None, metavar="KEY",
                         help="add the table of the value of KEY (e.g. method.weight) each rule picks in a sweep")
     args = parser.parse_args(argv)
@@ -57,14 +62,36 @@ def main(argv=None):
         path.write_text(path.read_text() + extra)
     print(path.read_text())
     print(f"wrote {path}")
+    candidates = [path.with_suffix(".csv"), *(path.with_name(f"{name}_{r}.csv") for r in SELECTION_RULES)]
+    written = [c for c in candidates if c.exists() and c.stat().st_mtime >= started - 1]  # not an older table's
     if args.plot:
         from da_bench.tools.plot_table import main as plot_table
 
-        candidates = [path.with_suffix(".csv"), *(path.with_name(f"{name}_{r}.csv") for r in SELECTION_RULES)]
-        for csv_path in candidates:
-            if csv_path.exists() and csv_path.stat().st_mtime >= started - 1:  # this call's, not an older table's
-                plot_table([str(csv_path)])
+        for csv_path in written:
+            plot_table([str(csv_path)])
+    if args.wandb:
+        log_to_wandb(path, written, args.table)
 
+
+def log_to_wandb(md_path: Path, csv_paths: list[Path], table: str | None) -> None:
+    """One W&B run per call: each rule's table as a wandb.Table (`tables/<csv name>`), its PNG when drawn
+    (`images/<csv name>`) and the markdown table as an artifact; grouped by the table preset (adhoc without)."""
+    import wandb
+
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "da_bench"), mode=os.environ.get("WANDB_MODE", "offline"),
+                     job_type="table", name=md_path.stem, group=table or "adhoc", dir=str(md_path.parent))
+    for csv_path in csv_paths:
+        with open(csv_path, newline="") as f:
+            reader = csv.reader(f)
+            columns = next(reader)
+            run.log({f"tables/{csv_path.stem}": wandb.Table(columns=columns, data=list(reader))})
+        if csv_path.with_suffix(".png").exists():
+            run.log({f"images/{csv_path.stem}": wandb.Image(str(csv_path.with_suffix(".png")))})
+    artifact = wandb.Artifact(f"table-{md_path.stem}", type="table")
+    artifact.add_file(str(md_path))
+    run.log_artifact(artifact)
+    run.finish()
+    print(f"W&B: {run.name} ({run.settings.mode}), in {md_path.parent / 'wandb'}")
 
 if __name__ == "__main__":
     main()
