@@ -54,7 +54,7 @@ class ChannelsLast(pl.Callback):
     """Keeps the method's 4-d weights (convolutions) in channels-last (NHWC) memory from the start of fit,
     validation and test; every convolution then computes in that layout whatever the input's. The same
     model and the same batches: only the float rounding differs (tested per net). Measured on the 2-core CPU
-    at one thread, whole training steps of the real methods (results/bench.md): 1.06-1.25x the NCHW steps/s
+    at one thread, whole training steps of the real methods (results/bench/bench.md): 1.06-1.25x the NCHW steps/s
     on MNIST -> MNIST-M (DANN's net), 1.17-1.38x on MNIST -> USPS (LeNet). Parameters are converted in
     place (`param.data`), so optimisers built before keep them. `~callbacks.channels_last` trains in NCHW."""
 

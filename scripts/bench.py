@@ -5,14 +5,14 @@ path, a torchvision-style PIL pipeline) and weight layout (NCHW, channels-last);
     python scripts/bench.py                                  # CPU: source_only, dann, adda x mnist_mnistm, svhn_mnist
     python scripts/bench.py --device cuda --precision 32-true bf16-mixed
     python scripts/bench.py --paths resident --layouts nchw channels_last --pairs mnist_mnistm mnist_usps
-    python scripts/bench.py --steps 300 --out results/bench.md
+    python scripts/bench.py --steps 300 --out results/bench/bench.md
     python scripts/bench.py --device cuda --updates-per-step 1 8    # also K=8 updates per Lightning step
     python scripts/bench.py --device cuda --graphs off on           # also the CUDA-graph fast path
 
 Each cell trains the real method with the pair's config (net, batch size per domain) for --warmup steps
 untimed, then --steps timed steps (no validation, logging or checkpoints). Pairs whose data is not under
 --data-dir run on generated data of the same shapes and formats (marked 'synthetic'): throughput does not
-depend on pixel values. Measured on the 2-core CPU of the development machine: see results/bench.md for the
+depend on pixel values. Measured on the 2-core CPU of the development machine: see results/bench/bench.md for the
 figures and the commit they came from.
 """
 from __future__ import annotations
@@ -160,7 +160,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the DataLoader path")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     parser.add_argument("--data-dir", default=os.environ.get("DA_BENCH_DATA", "data"))
-    parser.add_argument("--out", default=None, help="write the table here (e.g. results/bench.md)")
+    parser.add_argument("--out", default=None, help="write the table here (e.g. results/bench/bench.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     register_resolvers()

@@ -2,7 +2,7 @@
 """Framework overhead per training step: da_bench's DANN next to a plain PyTorch loop of the same update.
 
     python scripts/bench_overhead.py                       # CPU, MNIST -> MNIST-M, 300 timed steps, 3 rounds
-    python scripts/bench_overhead.py --threads 1 --out results/overhead.md
+    python scripts/bench_overhead.py --threads 1 --out results/bench/overhead.md
 
 Three paths, measured in turns (plain, bare, full; `--rounds` times) in one process on the same resident data:
 - plain: a hand-written loop (random batches of 32 + 32 by index, DANN's forward, gradient reversal with

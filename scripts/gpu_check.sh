@@ -4,7 +4,7 @@
 #   device run, carry [".gpu"], timeout_s 590:  . .gpu/env.sh && bash scripts/gpu_check.sh
 # It prints, and writes under $OUT (default ./gpu_check) as gpu_check.md + runs.tar.gz:
 #   1. steps/s of every classification method (DANN first) on mnist_mnistm at 32-true (bf16-mixed was measured
-#      no faster on these nets, results/bench.md), at 1 and 8
+#      no faster on these nets, results/bench/bench.md), at 1 and 8
 #      updates per Lightning step, eager and on the CUDA-graph fast path (bench.py --graphs off on, resident
 #      data, channels-last weights; each pair built once);
 #   2. one full DANN mnist_mnistm run at the default 10,000 steps alone on the GPU (trainer=gpu,

@@ -172,6 +172,11 @@ def test_an_experiment_preset_is_the_overrides_it_names(fixture_data, tmp_path):
                                                 "method.pretrain_optimizer.weight_decay=2.5e-5"], debug=None)
     for key in ("method", "net", "data"):
         assert preset[key] == spelled[key], key
+    long = make_cfg(fixture_data, tmp_path, ["experiment=dann_paper_long"], debug=None)
+    spelled = make_cfg(fixture_data, tmp_path, ["method=dann", "data=mnist_mnistm", "schedule=paper_long"], debug=None)
+    for key in ("method", "net", "data", "trainer"):
+        assert long[key] == spelled[key], key
+    assert long.trainer.max_steps == 43_000 and long.method._target_.endswith("DANN")
 
 
 def test_paper_long_is_dann_jmlr_batch_for_fifty_source_epochs(fixture_data, tmp_path):

@@ -13,7 +13,7 @@ activations off (measured: MNIST -> MNIST-M at chance).
 `adapt_classifier=true` makes the target model a copy of the whole network, classifier included, trained by
 the mapping loss and used for the target images, as the authors' code does (its `target` scope holds LeNet's
 fc4); the default keeps the paper's shared, frozen C (the deviation from that code: measured on MNIST -> USPS,
-adapting C did not help, .857 ± .025 vs .872 ± .022 over 3 seeds, results/survey.md).
+adapting C did not help, .857 ± .025 vs .872 ± .022 over 3 seeds, results/survey/table.md).
 Both are updated from the same forward pass in one optimiser step, as the authors' code does (one
 global step per iteration, so max_steps counts iterations).
 Other differences from the authors' code (tools/train.py, train_adda.py, models/lenet.py), kept because
@@ -25,7 +25,7 @@ LeNet and the input scaling are shared by every method on the USPS pairs; each i
 - D ends in one logit with a binary cross-entropy; the code's two logits with a softmax cross-entropy are
   the same family of classifiers. The code averages the mapping loss over source and target samples,
   which halves its gradient; Adam's step does not depend on that scale.
-Measured with adapt_classifier and the three overrides above on the code's side (results/usps.md, 10k + 10k,
+Measured with adapt_classifier and the three overrides above on the code's side (results/usps/table.md, 10k + 10k,
 3 seeds): USPS -> MNIST .902, the paper's .901; MNIST -> USPS .815, below the default's .863 (paper .894).
 Target test: C(M_t(x_t)); beside it, test/tgt_acc_stage1 = C(M_s(x_t)), the stage-1 source model on the
 same target images.

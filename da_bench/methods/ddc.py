@@ -11,10 +11,10 @@ one architecture. `layers` moves it.
 
 Weight: 0.1, not the paper's 0.25. On the DANN MNIST net (N(0, .1) init) the unbounded linear MMD at 0.25
 swamps the classification loss in the first steps and MNIST -> MNIST-M collapses (source accuracy .11,
-results/survey.md). 0.1 is chosen by the rule that reads no target label (da_bench/selection.py, as WDGRL's):
+results/survey/table.md). 0.1 is chosen by the rule that reads no target label (da_bench/selection.py, as WDGRL's):
 per pair the largest weight whose source val accuracy stays within 2 points of weight 0's, then the smallest
 pick over the pairs: MNIST -> MNIST-M 0.1 (0.25 collapses), MNIST -> USPS 0.25
-(results/ddc_weight_source_rule.md; 2,000-step sweep, seed 0, `table=validators method=ddc
+(results/validators/ddc_weight_source_rule.md; 2,000-step sweep, seed 0, `table=validators method=ddc
 method.weight=0,0.01,0.03,0.1,0.25`).
 """
 from __future__ import annotations

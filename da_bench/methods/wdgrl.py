@@ -4,7 +4,7 @@ The paper reports no digit experiments, so its weight lambda = 1 has no digit ev
 on MNIST -> MNIST-M the encoder drives the features of both domains to zero (W ~ 0, source accuracy at
 chance). The default, 0.1, was chosen by a rule that reads no target label: the largest weight whose
 source validation accuracy stays within 2 points of weight 0's (da_bench/selection.py, table=wdgrl_weight,
-results/wdgrl_weight.md; 2,000-step sweep, seed 0).
+results/validators/wdgrl_weight.md; 2,000-step sweep, seed 0).
 
 Each iteration: `critic_steps` Adam steps of the critic f on encoder features (detached), maximising
 W - gp_weight * GP (losses/wasserstein.py); then one SGD step of encoder + classifier on

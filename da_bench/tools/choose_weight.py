@@ -1,7 +1,7 @@
 """Pick a hyperparameter by source validation accuracy alone, and write the record.
 
     python -m da_bench.train -m table=wdgrl_weight                       # the sweep (weight 0 = no WDGRL loss)
-    da-bench-choose-weight logs/runs --table wdgrl_weight --out results/
+    da-bench-choose-weight logs/runs --table wdgrl_weight --out results/validators
 
 Rule (da_bench/selection.py): per pair, the largest value whose val/src_acc is within --tolerance of the
 value-0 run's; the default is the smallest pick over the pairs. Target test accuracy is printed beside each

@@ -1,6 +1,6 @@
 """Turn finished runs into result tables.
 
-    da-bench-tables logs/runs --table dann --name dann --out results/
+    da-bench-tables logs/runs --table dann --name table --out results/dann
 
 Reads every metrics.json under RUN_DIRS, writes OUT/NAME.md (+ .csv, .tex): target test accuracy as
 mean ± std over seeds with n, the paper's number beside each cell, one table per model-selection rule

@@ -1,7 +1,7 @@
 """A results table as a picture: one panel per pair, a bar per method (mean over seeds, ± std as an error bar,
 the mean and n written on it) and the paper's number as a black mark where the paper reports one.
 
-    da-bench-plot table results/survey.csv --out results/survey.png
+    da-bench-plot table results/survey/table.csv --out results/survey/table.png
 
 Reads the CSV that da-bench-tables writes (method, data, mean, std, n, paper). Needs matplotlib
 (pip install -e ".[plots]").

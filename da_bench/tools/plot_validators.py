@@ -1,6 +1,6 @@
 """Each validator's score against target accuracy over a run's snapshots: one PNG per run.
 
-    da-bench-plot validators logs/runs/mnist_mnistm/dann/seed0/defaults --out results/validators
+    da-bench-plot validators logs/runs/mnist_mnistm/dann/seed0/defaults --out results/selection
 
 For every metrics.json found (a file or the directories searched), a grid of panels, one per rule: x = the
 snapshot's target *val* accuracy (the oracle's score, read with target labels, for the plot only), y = the
@@ -52,7 +52,7 @@ def plot_run(run: dict, out_dir: Path) -> Path:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="directories searched for metrics.json (or the files)")
-    parser.add_argument("--out", default="results/validators", help="where the PNGs go (default: results/validators)")
+    parser.add_argument("--out", default="validator_plots", help="where the PNGs go (default: validator_plots)")
     args = parser.parse_args(argv)
     try:
         import matplotlib  # noqa: F401

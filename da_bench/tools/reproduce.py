@@ -6,7 +6,7 @@
 
 Extra arguments are Hydra overrides for every run of the grid. Runs land in $DA_BENCH_LOGS/runs (default
 logs/runs); finished ones are skipped, so an interrupted reproduction continues where it stopped. The
-table goes to results/<table>.md (.csv, .tex). A shortened schedule (trainer.max_steps=...) is written
+table goes to results/<table>/table.md (.csv, .tex; --out sets results/). A shortened schedule (trainer.max_steps=...) is written
 into the table's header: nothing is shortened silently.
 """
 import argparse
@@ -35,14 +35,15 @@ def main(argv=None):
     print("running:", " ".join(command[1:]), flush=True)
     if subprocess.run(command).returncode != 0:
         sys.exit("the grid failed; finished runs are kept, re-run the same command to continue")
-    log_dir = Path(os.environ.get("DA_BENCH_LOGS", "logs"))
+    named = [o.split("=", 1)[1] for o in args.overrides if o.startswith("paths.log_dir=")]
+    log_dir = Path(named[-1] if named else os.environ.get("DA_BENCH_LOGS", "logs"))
     runs = [r for r in find_runs([log_dir / "runs"]) if r.get("table") == args.table]
     paper = args.paper_table or {"mnistm": "dann", "usps": "adda"}.get(args.table, args.table)
     steps = sorted({r["steps"] for r in runs})
     header = (f"Command: `da-bench-reproduce {args.table} {' '.join(args.overrides)}`\n"
               f"Hardware: {cpu_name()}; torch threads per run as launched (see each run's metrics.json).\n"
               f"Steps per run: {steps} (the preset's schedule unless overridden above).\n")
-    path = write_tables(runs, Path(args.out), args.table, paper, header)
+    path = write_tables(runs, Path(args.out) / args.table, "table", paper, header)
     if args.table in VALIDATOR_REPORTS:
         path.write_text(path.read_text() + validator_sections(runs, *VALIDATOR_REPORTS[args.table]))
     print(path.read_text())
