@@ -12,8 +12,8 @@ MNIST net that is a 2,352-d ReLU map that D separates at once, and the mapping t
 activations off (measured: MNIST -> MNIST-M at chance).
 `adapt_classifier=true` makes the target model a copy of the whole network, classifier included, trained by
 the mapping loss and used for the target images, as the authors' code does (its `target` scope holds LeNet's
-fc4); the default keeps the paper's shared, frozen C (the deviation from that code: measured on MNIST -> USPS,
-adapting C did not help, .857 ± .025 vs .872 ± .022 over 3 seeds, results/survey/table.md).
+fc4); the default keeps the paper's shared, frozen C (the deviation from that code: adapting C did not help
+on MNIST -> USPS, results/survey/table.md).
 Both are updated from the same forward pass in one optimiser step, as the authors' code does (one
 global step per iteration, so max_steps counts iterations).
 Other differences from the authors' code (tools/train.py, train_adda.py, models/lenet.py), kept because

@@ -16,8 +16,8 @@ global_scale 0.05 and local_scale 0.01 are the code's. Every local discriminator
 behind the same GRL coefficient lambda_p: the authors' intended local labels. Their code passes the domain flag
 where the class index belongs (`get_local_adversarial_result(x, logits, c, source, lamb)`), so there the local
 discriminators label both domains 1 and reverse with coefficient 1.0; that is taken for a slip, not a method.
-At the code's loss scales omega stays near 0.5 (the issue's measurement of the code: within [0.49, 0.56]; the
-survey runs here at 2857fb2: within [0.500, 0.516], results/runs), so the dynamic mix is close to an even one.
+At the code's loss scales omega stays near 0.5 (within [0.500, 0.516] in the survey's runs, results/survey/), so the
+dynamic mix is close to an even one.
 Remaining deviations, by choice:
 - omega is re-estimated every `omega_interval` steps (default 500) instead of once per epoch: epochs are
   not defined for the endless paired batches here (an MNIST epoch at batch 32 is 1,875 steps);
