@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -12,17 +11,12 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from da_bench.compat import logs_this_step
 from da_bench.errors import NonFiniteError
 
 
 def nonfinite_parameters(module: torch.nn.Module) -> list[str]:
     return [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
-
-
-def logs_this_step(trainer: pl.Trainer) -> bool:
-    """Whether Lightning writes this training step's logged values to the loggers (every
-    trainer.log_every_n_steps): the test its own LearningRateMonitor and DeviceStatsMonitor use."""
-    return trainer._logger_connector.should_update_logs
 
 
 class FiniteGuard(pl.Callback):
@@ -136,33 +130,6 @@ class RunIdentity(pl.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint["da_bench_run"] = self.identity
-
-
-class TrainingClock(pl.Callback):
-    """Seconds spent in training (validation included) summed over every segment of a resumed run: the
-    total travels in the checkpoint, so metrics.json's wall_s is the run's, not its last segment's."""
-
-    def __init__(self):
-        self.previous, self.start = 0.0, None
-
-    @property
-    def seconds(self) -> float:
-        return self.previous + (time.monotonic() - self.start if self.start is not None else 0.0)
-
-    def on_train_start(self, trainer, pl_module):
-        self.start = time.monotonic()
-
-    def on_train_end(self, trainer, pl_module):
-        self.previous, self.start = self.seconds, None
-
-    def on_exception(self, trainer, pl_module, exception):
-        self.on_train_end(trainer, pl_module)
-
-    def state_dict(self) -> dict:
-        return {"seconds": self.seconds}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.previous = float(state_dict["seconds"])
 
 
 class RandomState(pl.Callback):

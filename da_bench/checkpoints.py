@@ -8,8 +8,8 @@
 - `checkpoint_file(path)`: a checkpoint given by the user as a file or as a run directory, checked.
 
 Checks load a checkpoint as Lightning's resume does, `torch.load(weights_only=True)`: one that stores a
-pickled object (a da_bench checkpoint from before 2026-12-01 kept seg_adv's and CLAN's discriminator
-optimiser factory) is named in one line and left in place, not taken for corrupt.
+pickled object (a method that keeps a callable in its hyperparameters) is named in one line and left in
+place, not taken for corrupt.
 """
 from __future__ import annotations
 
@@ -66,8 +66,7 @@ def read_checkpoint(path: Path) -> dict:
         if isinstance(err, pickle.UnpicklingError) and refused:
             raise PickledObjectError(
                 f"checkpoint {path} stores a pickled {refused.group(1)}, which a resume's weights-only load refuses "
-                "(da_bench before 2026-12-01 kept seg_adv's and CLAN's optimiser factory in it): "
-                "rerun=true starts the run again") from None
+                "(keep callables out of the method's hyperparameters): rerun=true starts the run again") from None
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt: {type(err).__name__})") from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint (no state_dict / global_step)")
@@ -109,18 +108,11 @@ def check_checkpoint_belongs(path: Path, state: dict, identity: dict) -> None:
 
 def resume_checkpoint(checkpoint_dir: Path) -> Path | None:
     """last.ckpt if it loads, else last.prev.ckpt if that loads, else None (train from scratch); every
-    unreadable file is moved aside with a log line naming it. A `last-v1.ckpt` (da_bench before 4e467e1 wrote
-    a resumed run's periodic saves there) is used instead when it holds a later step, and the log says so."""
-    last = checkpoint_dir / "last.ckpt"
-    stray = sorted(checkpoint_dir.glob("last-v*.ckpt"))
-    found = [(step, path) for path in (last, *stray) if (step := _loadable_step(path)) is not None]
-    if found:
-        step, path = max(found, key=lambda pair: pair[0])
-        if path != last:
-            log.warning("resuming from %s (step %d), a periodic checkpoint written after an earlier resume, "
-                        "later than last.ckpt", path, step)
-        return path
-    return previous_of(last) if _loadable_step(previous_of(last)) is not None else None
+    unreadable file is moved aside with a log line naming it."""
+    for path in (checkpoint_dir / "last.ckpt", previous_of(checkpoint_dir / "last.ckpt")):
+        if _loadable_step(path) is not None:
+            return path
+    return None
 
 
 def _loadable_step(path: Path) -> int | None:

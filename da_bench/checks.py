@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from da_bench.errors import ConfigError
 from da_bench.rules import LAST_STEP, SELECTION_RULES, VALIDATOR_NAMES
-
-
-class ConfigError(ValueError):
-    """A config value is out of range or of the wrong type (printed as one line, exit code 2)."""
 
 
 # key: (type, minimum or None); None values are allowed where the key is optional

@@ -33,6 +33,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from da_bench.compat import count_manual_update
+
 log = logging.getLogger(__name__)
 PACKAGE = str(Path(__file__).resolve().parent)
 HOST_READS = ("__bool__", "item", "tolist", "__float__", "__int__")
@@ -78,13 +80,6 @@ def no_host_reads():
     finally:
         for owner, name, original in originals:
             setattr(owner, name, original)
-
-
-def count_update(trainer: pl.Trainer) -> None:
-    """One more global step, as Lightning's optimiser wrapper counts it (a replay does not run the wrapper)."""
-    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-    progress.increment_ready()
-    progress.increment_completed()
 
 
 def prepare_optimizer(optimizer: torch.optim.Optimizer, device: torch.device, capture: bool) -> None:
@@ -145,7 +140,7 @@ class GraphedUpdates:
             phase["params"], phase["values"] = self._pointers(), method._train_values
             phase["graph"].replay()  # the capture only recorded the update; this runs it
         if trainer.global_step == before:  # a replay: Lightning's optimiser wrapper did not count it
-            count_update(trainer)
+            count_manual_update(trainer)
         method.step_lr_schedulers(now=True)
 
     def _autocast(self):

@@ -16,17 +16,16 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from da_bench import snapshots
-from da_bench.callbacks import (LastCheckpoint, RandomState, RunIdentity, SigtermFlag, TrainingClock,
-                                nonfinite_parameters)
+from da_bench.callbacks import LastCheckpoint, RandomState, RunIdentity, SigtermFlag, nonfinite_parameters
 from da_bench.checkpoints import (AtomicCheckpointIO, check_checkpoint_belongs, check_checkpoint_fits, checkpoint_file,
                                   previous_of, read_checkpoint, resume_checkpoint)
-from da_bench.checks import ConfigError
-from da_bench.errors import NonFiniteError, RunInterrupted
+from da_bench.errors import ConfigError, NonFiniteError, RunInterrupted
 from da_bench.loggers import ResumableCSVLogger, drop_rows_after, publish_to_wandb
 from da_bench.provenance import cpu_name, git_commit
 from da_bench.rules import LAST_STEP, reported
@@ -69,10 +68,10 @@ def _run(cfg: DictConfig, out_dir: Path, sigterm: SigtermFlag) -> dict:
         torch.set_num_threads(int(cfg.cpus_per_job))
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, updates_per_step=cfg.updates_per_step,
+                             expose_target_labels=get_class(cfg.method._target_).uses_target_labels)
     datamodule.prepare_data()  # missing / corrupt files fail here, before a trainer exists
     method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
-    datamodule.expose_target_labels = method.uses_target_labels
     ckpt_path = checkpoint_file(cfg.ckpt_path) if cfg.ckpt_path else resume_checkpoint(out_dir / "checkpoints")
     identity = {"method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
                 "max_steps": cfg.trainer.max_steps}
@@ -83,14 +82,13 @@ def _run(cfg: DictConfig, out_dir: Path, sigterm: SigtermFlag) -> dict:
         check_checkpoint_belongs(ckpt_path, state, identity)
         resumed_step = state["global_step"]
         del state
-    clock = TrainingClock()
+    clock = Timer()  # training seconds (validation included), summed over a resumed run's segments
     callbacks = [clock, RandomState(), RunIdentity(identity),
                  *(instantiate(c) for c in (cfg.callbacks or {}).values())]
-    if cfg.selection != LAST_STEP and not (snapshots.find(callbacks) and snapshots.supported(method)):
-        raise ConfigError(f"selection={cfg.selection}: {cfg.names.method} has no snapshot validation "
-                          "(no embed(x, domain), or callbacks.snapshots removed); use selection=last_step")
+    if cfg.selection != LAST_STEP and not snapshots.find(callbacks):
+        raise ConfigError(f"selection={cfg.selection}: callbacks.snapshots was removed, so there are no snapshots "
+                          "to select from; use selection=last_step")
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
-    datamodule.updates_per_step = cfg.updates_per_step
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       plugins=[AtomicCheckpointIO()], **intervals_in_calls(cfg))
     commit = git_commit()
@@ -145,7 +143,7 @@ def _run(cfg: DictConfig, out_dir: Path, sigterm: SigtermFlag) -> dict:
         "method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
         **{k: float(v) for k, v in {**validated, **tested}.items() if k != "step"},  # step: the loggers' x axis
         "splits": datamodule.split_sizes,
-        "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.seconds, 2),
+        "steps": trainer.global_step, "max_steps": trainer.max_steps, "wall_s": round(clock.time_elapsed("train"), 2),
         "selection": cfg.selection, "optimized_metric": cfg.get("optimized_metric"), "commit": commit, "device": device_name(trainer),
         "threads": torch.get_num_threads(),
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "resumed_from": str(ckpt_path) if ckpt_path else None,

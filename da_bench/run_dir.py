@@ -25,6 +25,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from da_bench.errors import RunDirBusy, RunDirError
+
 # overrides that do not change what a run measures, or that are already part of its directory
 NEUTRAL_PREFIXES = ("method=", "data=", "seed=", "table=", "paths.", "callbacks.progress_bar", "logger", "rerun=",
                     "download=", "ckpt_path=", "hydra.", "trainer.accelerator=",
@@ -40,6 +42,9 @@ def measured_overrides(overrides) -> list[str]:
 
 
 def run_suffix(overrides) -> str:
+    """The run directory's last part. Not Hydra's override_dirname: that excludes keys only by exact name (here
+    whole prefixes such as `paths.` and `hydra.` do not change what is measured), keeps `=` and `,` (which a
+    path passed back on the command line cannot hold) and has no bound on the length."""
     joined = ",".join(measured_overrides(overrides or []))
     if not joined:
         return "defaults"
@@ -79,14 +84,6 @@ def register_resolvers() -> None:
 def cpu_share(jobs) -> int:
     """The cores each of `jobs` parallel jobs on this machine gets (at least 1)."""
     return max(1, (os.cpu_count() or 1) // max(1, int(jobs)))
-
-
-class RunDirBusy(RuntimeError):
-    """Another live process holds the run directory's lock."""
-
-
-class RunDirError(RuntimeError):
-    """The run directory cannot be written."""
 
 
 class OutputDirCheck(Callback):

@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 SAME_AS_MODEL = "the checkpoint's model weights"
 
 
-def supported(method: pl.LightningModule) -> bool:
-    return callable(getattr(method, "embed", None))
-
-
 @torch.no_grad()
 def outputs(method, loader, domain: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(features, logits, labels) of a whole eval loader, on the CPU."""
@@ -73,17 +69,12 @@ class SnapshotSelection(pl.Callback):
         self.best: dict[str, dict] = {}  # rule -> {"step", "score"}
         self.weights: dict[int, dict] = {}  # step -> state_dict, for the steps some rule picks
         self.pending: dict | None = None
-        self.warned = False
 
     def on_validation_epoch_start(self, trainer, pl_module):
         during_fit = trainer.state.fn == "fit" and not trainer.sanity_checking
-        self.pending = {"src": [], "tgt": []} if during_fit and self.usable(pl_module) else None
+        self.pending = {"src": [], "tgt": []} if during_fit else None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if self.pending is not None and not isinstance(outputs, dict):  # a validation_step that returns nothing
-            log.warning("snapshots: %s.validation_step returned no outputs; this validation is not scored",
-                        type(pl_module).__name__)
-            self.pending = None
         if self.pending is not None:
             self.pending[("src", "tgt")[dataloader_idx]].append(
                 (outputs["features"].float().cpu(), outputs["logits"].float().cpu(), outputs["labels"].cpu()))
@@ -96,15 +87,8 @@ class SnapshotSelection(pl.Callback):
         self.pending = None
 
     def on_train_end(self, trainer, pl_module):
-        if self.usable(pl_module) and (not self.history or self.history[-1]["step"] != trainer.global_step):
+        if not self.history or self.history[-1]["step"] != trainer.global_step:
             self.record(trainer, pl_module, evaluate(trainer, pl_module, trainer.datamodule.val_dataloader()))
-
-    def usable(self, pl_module) -> bool:
-        if not supported(pl_module) and not self.warned:
-            log.info("snapshots: %s has no embed(x, domain) to validate; it reports last_step only",
-                     type(pl_module).__name__)
-            self.warned = True
-        return supported(pl_module)
 
     def record(self, trainer: pl.Trainer, pl_module, snapshot: Snapshot) -> None:
         step = trainer.global_step

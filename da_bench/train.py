@@ -27,9 +27,10 @@ import hydra
 from omegaconf import DictConfig
 
 from da_bench import grid
-from da_bench.checks import ConfigError, validate_config
+from da_bench.checks import validate_config
 from da_bench.devices import claim_gpu_slot
-from da_bench.errors import RunInterrupted, one_line
+from da_bench.errors import ConfigError, RunInterrupted
+from da_bench.report import one_line
 from da_bench.rules import objective
 from da_bench.run_dir import (RunLock, archive_run, discard_unstarted_run, launched_by_ddp, mark_failed,
                               register_resolvers, run_state, writable_run_dir)

@@ -31,7 +31,7 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
+from hydra.utils import get_class, instantiate  # noqa: E402
 
 from da_bench.callbacks import ChannelsLast  # noqa: E402
 from da_bench.data.files import DataError  # noqa: E402
@@ -113,15 +113,14 @@ def measure(data_root, method, pair, path, args, precision, out_dir, channels_la
     with initialize_config_dir(str(REPO / "da_bench" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
-    datamodule = instantiate(cfg.data)
+    uses_target_labels = get_class(cfg.method._target_).uses_target_labels
+    datamodule = instantiate(cfg.data, updates_per_step=updates, expose_target_labels=uses_target_labels)
     if pair in DECODED:
         splits, datamodule.mean, datamodule.std = DECODED[pair]
         datamodule.splits = dict(splits)  # setup() replaces entries with device copies, never the cached ones
     datamodule.prepare_data()
     DECODED.setdefault(pair, (dict(datamodule.splits), datamodule.mean, datamodule.std))
     module = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
-    datamodule.expose_target_labels = module.uses_target_labels
-    datamodule.updates_per_step = updates
     if path == "torchvision":
         datamodule.setup()
         use_pil_pipeline(datamodule, args.workers)

@@ -82,10 +82,10 @@ def test_a_run_off_the_fast_path_says_why_and_trains_eagerly(fixture_data, tmp_p
 
 
 def test_a_replayed_update_counts_as_a_global_step(tmp_path):
-    """A replay runs no Lightning optimiser wrapper; count_update adds the step the wrapper would have counted."""
+    """A replay runs no Lightning optimiser wrapper; count_manual_update adds the step the wrapper would have counted."""
     import pytorch_lightning as pl
 
-    from da_bench.fast_path import count_update
+    from da_bench.compat import count_manual_update
 
     class Manual(pl.LightningModule):
         def __init__(self):
@@ -106,7 +106,7 @@ def test_a_replayed_update_counts_as_a_global_step(tmp_path):
                          enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(Manual(), data)
     assert trainer.global_step == 3
-    count_update(trainer)
+    count_manual_update(trainer)
     assert trainer.global_step == 4
 
 

@@ -54,7 +54,8 @@ def test_resident_batches_hide_target_labels_and_cover_each_epoch(fixture_data):
     batch = next(iter(pair.train_dataloader()))
     assert set(batch) == {"src_x", "src_y", "tgt_x"}
     assert batch["src_x"].shape == (8, 3, 28, 28) and batch["src_x"].dtype == torch.float32
-    pair.expose_target_labels = True
+    pair = make_pair(fixture_data, expose_target_labels=True)
+    pair.setup()
     it = iter(pair.train_dataloader())
     n = len(pair.splits["tgt_train"][1])
     seen = torch.cat([next(it)["tgt_y"] for _ in range(n // 8)])

@@ -13,11 +13,10 @@ import pytest
 import torch
 
 from da_bench.checkpoints import AtomicCheckpointIO, PickledObjectError, previous_of, resume_checkpoint
-from da_bench.checks import ConfigError
 from da_bench.data.files import cached_arrays
-from da_bench.errors import CheckpointError, NonFiniteError, RunInterrupted
+from da_bench.errors import CheckpointError, ConfigError, NonFiniteError, RunDirBusy, RunDirError, RunInterrupted
 from da_bench.provenance import git_commit
-from da_bench.run_dir import RunDirBusy, RunDirError, RunLock, discard_unstarted_run
+from da_bench.run_dir import RunLock, discard_unstarted_run
 from da_bench.train import train
 from tests.helpers import REPO, assert_same_weights, last_checkpoint, make_cfg, run_cli
 
@@ -115,17 +114,6 @@ def test_a_corrupt_last_checkpoint_is_moved_aside_and_the_previous_one_used(fixt
     assert train(cfg)["resumed_from"] is None
 
 
-def test_a_stray_last_v1_checkpoint_is_resumed_when_it_is_later(tmp_path, caplog):
-    # da_bench before 4e467e1 wrote a resumed run's periodic saves to last-v1.ckpt, which no resume read
-    io = AtomicCheckpointIO()
-    io.save_checkpoint({"state_dict": {}, "global_step": 3}, tmp_path / "last.ckpt")
-    io.save_checkpoint({"state_dict": {}, "global_step": 7}, tmp_path / "last-v1.ckpt")
-    assert resume_checkpoint(tmp_path) == tmp_path / "last-v1.ckpt"
-    assert "last-v1.ckpt (step 7)" in caplog.text
-    io.save_checkpoint({"state_dict": {}, "global_step": 9}, tmp_path / "last.ckpt")
-    assert resume_checkpoint(tmp_path) == tmp_path / "last.ckpt"
-
-
 def test_a_failed_checkpoint_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 1}, target)
@@ -142,7 +130,7 @@ def test_checkpoints_that_do_not_fit_are_one_line(fixture_data, tmp_path):
     # a run directory is accepted as printed (no "=" in its name), but it holds another method's weights
     with pytest.raises(CheckpointError, match="does not fit ADDA"):
         train(make_cfg(fixture_data, tmp_path / "adda", ["method=adda", f"ckpt_path={tmp_path / 'dann'}"]))
-    # an intact checkpoint with a pickled callable (as seg_adv / CLAN wrote them before): named, left in place
+    # an intact checkpoint with a pickled callable in its hyperparameters: named, left in place
     state = last_checkpoint(tmp_path / "dann")
     state["hyper_parameters"] = {"discriminator_optimizer": functools.partial(torch.optim.Adam, lr=1e-4)}
     torch.save(state, tmp_path / "dann" / "checkpoints" / "last.ckpt")
@@ -301,7 +289,7 @@ def test_rerun_gives_the_new_attempt_its_own_wandb_id(tmp_path):
 def test_disk_wandb_and_instantiation_failures_are_one_line(fixture_data, tmp_path):
     from hydra.errors import InstantiationException
 
-    from da_bench.errors import one_line
+    from da_bench.report import one_line
 
     with pytest.raises(RuntimeError) as full:
         torch.save({"x": torch.zeros(100_000)}, "/dev/full")  # torch's own error on a full disk

@@ -219,7 +219,8 @@ def test_a_run_directory_parses_as_a_command_line_value():
 def test_disk_errors_and_divergence_are_one_line():
     import errno
 
-    from da_bench.errors import NonFiniteError, one_line
+    from da_bench.errors import NonFiniteError
+    from da_bench.report import one_line
 
     message, code = one_line(OSError(errno.ENOSPC, "No space left on device", "/runs/x/last.ckpt"))
     assert code == 4 and message == "disk error: No space left on device: /runs/x/last.ckpt"

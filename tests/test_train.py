@@ -66,8 +66,8 @@ def test_interrupted_run_resumes_and_schedules_continue(fixture_data, tmp_path):
     assert not (tmp_path / "metrics.json").exists()
     first = read_ckpt(tmp_path / "checkpoints" / "last.ckpt")
     assert first["global_step"] == 4
-    assert first["callbacks"]["TrainingClock"]["seconds"] > 0
-    first["callbacks"]["TrainingClock"]["seconds"] = 1000.0  # a long first segment, to see it counted
+    assert first["callbacks"]["Timer"]["time_elapsed"]["train"] > 0
+    first["callbacks"]["Timer"]["time_elapsed"]["train"] = 1000.0  # a long first segment, to see it counted
     torch.save(first, tmp_path / "checkpoints" / "last.ckpt")
 
     metrics = train(make_cfg(fixture_data, tmp_path, base))

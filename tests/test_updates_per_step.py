@@ -6,8 +6,7 @@ import csv
 import pytest
 import torch
 
-from da_bench.checks import ConfigError
-from da_bench.errors import RunInterrupted
+from da_bench.errors import ConfigError, RunInterrupted
 from da_bench.train import train
 from tests.helpers import make_cfg
 

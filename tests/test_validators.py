@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from da_bench.checks import ConfigError
+from da_bench.errors import ConfigError
 from da_bench.rules import VALIDATOR_NAMES, reported
 from da_bench.train import train
 from da_bench.validators import (VALIDATORS, Snapshot, batch_nuclear_norm, dev, dev_risk, domain_weights,

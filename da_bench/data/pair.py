@@ -223,11 +223,14 @@ class DomainPair(pl.LightningDataModule):
     batch_size is per domain (a DANN step sees batch_size source + batch_size target images).
     normalize: 'pixel_mean' ((x - mean over both training sets) / 255, the tf-dann input scaling),
     'minus_half' ((x/255 - .5) / .5), 'unit' (x/255) or 'standardize' (per-channel mean / std).
+    expose_target_labels: training batches carry target labels (the oracle only; hidden otherwise).
+    updates_per_step: batches handed to each training_step as one list (methods/base.py).
     """
 
     def __init__(self, source: Domain, target: Domain, image_size: int, channels: int, num_classes: int,
                  batch_size: int = 64, eval_batch_size: int = 1000, normalize: str = "pixel_mean",
-                 resident: bool = True, num_workers: int = 0, seed: int = 0, split_seed: int = 0):
+                 resident: bool = True, num_workers: int = 0, seed: int = 0, split_seed: int = 0,
+                 expose_target_labels: bool = False, updates_per_step: int = 1):
         super().__init__()
         if normalize not in NORMALISATIONS:
             raise ValueError(f"normalize must be one of {NORMALISATIONS}, not {normalize!r}")
@@ -236,8 +239,7 @@ class DomainPair(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.normalize, self.resident, self.num_workers, self.seed = normalize, resident, num_workers, seed
         self.split_seed = split_seed
-        self.expose_target_labels = False  # set by the recipe from the method (the oracle only)
-        self.updates_per_step = 1  # set by the recipe: batches handed to each training_step
+        self.expose_target_labels, self.updates_per_step = expose_target_labels, updates_per_step
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mean = self.std = None
 

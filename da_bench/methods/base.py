@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from da_bench.callbacks import logs_this_step
+from da_bench.compat import logs_this_step
 from da_bench.losses.grl import annealed_lr_factor
 from da_bench.methods.tasks import DOMAINS, Classification, metric_key  # noqa: F401  (re-exported)
 
@@ -51,6 +51,7 @@ class Method(pl.LightningModule):
         self.net, self.task, self.optimizer = net, task, optimizer
         self.automatic_optimization = False  # training_step runs updates; see the module docstring
         self._last_update = True
+        self._grouped = False  # training batches come in groups of K > 1 (updates_per_step): seen in training_step
         self.graphs = None  # the CUDA-graph fast path, when callbacks.cuda_graphs switches it on
         self._train_values: dict = {}  # name -> (value, prog_bar) of the update that ran last, on the fast path
         self.register_buffer("progress_tensor", torch.zeros(()), persistent=False)
@@ -86,7 +87,8 @@ class Method(pl.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: dict | list[dict], batch_idx: int) -> None:
-        batches = batch if isinstance(batch, list) else [batch]
+        self._grouped = isinstance(batch, list)
+        batches = batch if self._grouped else [batch]
         batches = batches[: max(1, self.trainer.max_steps - self.global_step)]  # the last call may run fewer
         for i, one in enumerate(batches):
             self._last_update = i == len(batches) - 1
@@ -123,8 +125,7 @@ class Method(pl.LightningModule):
     def _log_update_step(self, step: int) -> None:
         """With several updates per training_step, the loggers' x axis is still the update (Lightning's own
         would count training_step calls); with one, Lightning's step is already the update's."""
-        datamodule = self.trainer.datamodule
-        if getattr(datamodule, "updates_per_step", 1) > 1:
+        if self._grouped:
             self.log("step", float(step), prog_bar=False)
 
     def optimizer_step_on(self, loss: torch.Tensor, optimizer=None) -> None:
