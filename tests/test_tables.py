@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,9 +92,13 @@ def test_wandb_gets_the_results_not_only_the_curves(fixture_data, tmp_path, monk
     train(make_cfg(fixture_data, tmp_path, ["logger=csv_wandb", "method=dsn", "method.da_start_step=2",
                                             "trainer.log_every_n_steps=2"]))
     (log,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    keys = (b"selections/im/score", b"selections/oracle/test/tgt_acc", b"paper/test/tgt_acc", b"collapsed",
+            b"images/reconstructions", b"metrics-", b"mnist_mnistm/dsn/seed0/", b"adhoc")
+    deadline = time.monotonic() + 120  # W&B's service process may still be writing the log after finish() returns
+    while not all(key in log.read_bytes() for key in keys) and time.monotonic() < deadline:
+        time.sleep(1)
     records = log.read_bytes()
-    for key in (b"selections/im/score", b"selections/oracle/test/tgt_acc", b"paper/test/tgt_acc", b"collapsed",
-                b"images/reconstructions", b"metrics-", b"mnist_mnistm/dsn/seed0/", b"adhoc"):
+    for key in keys:
         assert key in records, key
     with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
         assert [float(r["lr-SGD"]) for r in csv.DictReader(f) if r.get("lr-SGD")]

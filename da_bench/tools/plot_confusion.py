@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from da_bench.tools.figures import pyplot, save
+
 
 def summed_confusion(run_dirs: list[Path]) -> list[list[int]]:
     total = None
@@ -32,13 +34,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        sys.exit('plot_confusion: matplotlib is missing: pip install -e ".[plots]"')
+    plt = pyplot("da-bench-plot confusion")
     counts = summed_confusion(args.runs)
     shares = [[c / max(1, sum(row)) for c in row] for row in counts]
     size = len(counts)
@@ -55,10 +51,7 @@ def main(argv=None) -> None:
     correct = sum(counts[i][i] for i in range(size)) / max(1, sum(map(sum, counts)))
     ax.set_title(args.title or f"target test set: accuracy {correct:.3f} ({len(args.runs)} run(s))", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    print(f"wrote {save(fig, args.out)}")
 
 
 if __name__ == "__main__":

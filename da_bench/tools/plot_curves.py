@@ -16,8 +16,9 @@ import csv
 import glob
 import json
 import statistics
-import sys
 from pathlib import Path
+
+from da_bench.tools.figures import pyplot, save
 
 CURVES = (("val/src_acc", "-", "source val"), ("val/tgt_acc_oracle", "--", "target val (oracle)"))
 
@@ -40,13 +41,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        sys.exit('plot_curves: matplotlib is missing: pip install -e ".[plots]"')
+    plt = pyplot("da-bench-plot curves")
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, group in enumerate(args.groups):
         label, batch, pattern = group.split(":", 2)
@@ -65,10 +60,7 @@ def main(argv=None) -> None:
     ax.set_title(args.title or "learning curves (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    print(f"wrote {save(fig, args.out)}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Needs matplotlib (pip install -e ".[plots]").
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from omegaconf import OmegaConf
 
 from da_bench.checkpoints import read_checkpoint
 from da_bench.run_dir import register_resolvers
+from da_bench.tools.figures import pyplot, save
 from da_bench.validators import _fit_logistic
 
 
@@ -63,13 +63,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--samples", type=int, default=1000, help="test images per domain (default 1000)")
     args = parser.parse_args(argv)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        sys.exit('plot_features: matplotlib is missing: pip install -e ".[plots]"')
+    plt = pyplot("da-bench-plot features")
     register_resolvers()
     fig, axes = plt.subplots(1, len(args.runs), figsize=(4.2 * len(args.runs), 4.2), squeeze=False)
     for ax, run_dir in zip(axes[0], args.runs):
@@ -84,10 +78,7 @@ def main(argv=None) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].legend(fontsize=7, markerscale=3)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    print(f"wrote {save(fig, args.out)}")
 
 
 if __name__ == "__main__":

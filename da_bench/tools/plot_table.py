@@ -13,6 +13,8 @@ import csv
 import sys
 from pathlib import Path
 
+from da_bench.tools.figures import pyplot, save
+
 
 def read_table(path: Path) -> list[dict]:
     with open(path, newline="") as f:
@@ -29,13 +31,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="the PNG (default: beside the CSV)")
     parser.add_argument("--xlabel", default="target test accuracy")
     args = parser.parse_args(argv)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        sys.exit('plot_table: matplotlib is missing: pip install -e ".[plots]"')
+    plt = pyplot("da-bench-plot table")
     rows = [r for r in read_table(args.table) if r["mean"]]
     pairs = list(dict.fromkeys(r["data"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -59,9 +55,7 @@ def main(argv=None) -> None:
     axes[0][0].invert_yaxis()
     fig.suptitle(f"{args.table.stem}: mean ± std over seeds; black: the paper's number", fontsize=10)
     out = args.out or args.table.with_suffix(".png")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    print(f"wrote {out}")
+    print(f"wrote {save(fig, out)}")
 
 
 if __name__ == "__main__":

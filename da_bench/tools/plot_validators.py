@@ -12,14 +12,11 @@ import math
 from pathlib import Path
 
 from da_bench.tables import find_runs, order_rules
+from da_bench.tools.figures import pyplot, save
 
 
 def plot_run(run: dict, out_dir: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("da-bench-plot validators")
     history = run["snapshots"]
     rules = [r for r in order_rules(history[0]) if r not in ("step", "oracle")]
     target = [h["oracle"] for h in history]
@@ -42,11 +39,7 @@ def plot_run(run: dict, out_dir: Path) -> Path:
     fig.supxlabel("target val accuracy (oracle, plot only)", fontsize=9)
     fig.suptitle(f"{run['method']} {run['data']} seed {run['seed']}: validator score vs target accuracy "
                  f"({len(history)} snapshots; red: the rule's pick)", fontsize=10)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{run['data']}_{run['method']}_seed{run['seed']}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, out_dir / f"{run['data']}_{run['method']}_seed{run['seed']}.png", dpi=110, tight=False)
 
 
 def main(argv=None):
@@ -54,10 +47,6 @@ def main(argv=None):
     parser.add_argument("run_dirs", nargs="+", help="directories searched for metrics.json (or the files)")
     parser.add_argument("--out", default="validator_plots", help="where the PNGs go (default: validator_plots)")
     args = parser.parse_args(argv)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        parser.error('matplotlib is needed for the plots: pip install -e ".[plots]"')
     runs = [r for r in find_runs(args.run_dirs) if r.get("snapshots") and "oracle" in r["snapshots"][0]]
     if not runs:
         parser.error(f"no metrics.json with snapshot scores (and the oracle's) under {args.run_dirs}")
