@@ -37,14 +37,16 @@ def main(argv=None) -> None:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     cell = {(r["data"], r["method"]): r for r in rows}
     fig, axes = plt.subplots(1, len(pairs), sharey=True, squeeze=False,
-                             figsize=(3.2 * len(pairs) + 3.5, 0.32 * len(methods) + 1.4))
+                             figsize=(3.2 * len(pairs) + 1.5 + 0.065 * max(map(len, methods)),  # room for the labels
+                                      0.32 * len(methods) + 1.4))
     for ax, pair in zip(axes[0], pairs):
         for y, method in enumerate(methods):
             r = cell.get((pair, method))
             if r is None:
                 continue
             ax.barh(y, float(r["mean"]), xerr=float(r["std"] or 0), color=f"C{y % 10}", capsize=2, height=0.7)
-            ax.text(0.01, y, f"{float(r['mean']):.3f} (n={r['n']})", va="center", fontsize=7, color="white")
+            ax.text(float(r["mean"]) + float(r["std"] or 0) + 0.02, y, f"{float(r['mean']):.3f} (n={r['n']})",
+                    va="center", fontsize=7)  # right of the bar: short bars have no room inside
             if r["paper"]:
                 ax.plot([float(r["paper"])] * 2, [y - 0.4, y + 0.4], color="black", lw=2)
         ax.set_title(pair, fontsize=9)
@@ -53,7 +55,9 @@ def main(argv=None) -> None:
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(methods)), methods, fontsize=8)
     axes[0][0].invert_yaxis()
-    fig.suptitle(f"{args.table.stem}: mean ± std over seeds; black: the paper's number", fontsize=10)
+    stem = args.table.stem  # results/<table>/table.csv, or table_<rule>.csv: name the folder, and the rule
+    name = f"{args.table.parent.name}{f' ({stem[6:]})' if stem != 'table' else ''}" if stem.startswith("table") else stem
+    fig.suptitle(f"{name}: mean ± std over seeds; black: the paper's number", fontsize=10)
     out = args.out or args.table.with_suffix(".png")
     print(f"wrote {save(fig, out)}")
 
