@@ -1,7 +1,8 @@
 """The recipe of one training run, top to bottom. da_bench/train.py, the command line, calls `run` once the
 config is checked and the run directory is locked; this module imports torch and Lightning, that one does not.
 
-Seed; instantiate the datamodule, the net and the method, callbacks, loggers, trainer; fit (resuming from
+Seed; instantiate the datamodule, the update runner (both with updates_per_step), the net and the method
+(with the runner), callbacks, loggers, trainer; fit (resuming from
 ckpt_path, or from the run directory's last good checkpoint when a run is re-launched); score the weights
 of the last step on the held-out val splits, then, once, on the source and target test sets (and each
 validator's picked snapshot: da_bench/snapshots.py); write metrics.json (with the split sizes). Only a run
@@ -71,7 +72,8 @@ def _run(cfg: DictConfig, out_dir: Path, sigterm: SigtermFlag) -> dict:
     datamodule = instantiate(cfg.data, updates_per_step=cfg.updates_per_step,
                              expose_target_labels=get_class(cfg.method._target_).uses_target_labels)
     datamodule.prepare_data()  # missing / corrupt files fail here, before a trainer exists
-    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    runner = instantiate(cfg.runner, updates_per_step=cfg.updates_per_step)
+    method = instantiate(cfg.method, net=instantiate(cfg.net), runner=runner, _convert_="all")
     ckpt_path = checkpoint_file(cfg.ckpt_path) if cfg.ckpt_path else resume_checkpoint(out_dir / "checkpoints")
     identity = {"method": cfg.names.method, "data": cfg.names.data, "net": cfg.names.net, "seed": cfg.seed,
                 "max_steps": cfg.trainer.max_steps}

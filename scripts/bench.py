@@ -35,7 +35,8 @@ from hydra.utils import get_class, instantiate  # noqa: E402
 
 from da_bench.callbacks import ChannelsLast  # noqa: E402
 from da_bench.data.files import DataError  # noqa: E402
-from da_bench.fast_path import CudaGraphs  # noqa: E402
+from da_bench.fast_path import GraphedUpdates  # noqa: E402
+from da_bench.runners import EagerUpdates  # noqa: E402
 from da_bench.run_dir import register_resolvers  # noqa: E402
 from da_bench.provenance import cpu_name, git_commit  # noqa: E402
 
@@ -120,7 +121,8 @@ def measure(data_root, method, pair, path, args, precision, out_dir, channels_la
         datamodule.splits = dict(splits)  # setup() replaces entries with device copies, never the cached ones
     datamodule.prepare_data()
     DECODED.setdefault(pair, (dict(datamodule.splits), datamodule.mean, datamodule.std))
-    module = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    runner = (GraphedUpdates(updates, rehearse=args.device != "cuda") if graphs else EagerUpdates(updates))
+    module = instantiate(cfg.method, net=instantiate(cfg.net), runner=runner, _convert_="all")
     if path == "torchvision":
         datamodule.setup()
         use_pil_pipeline(datamodule, args.workers)
@@ -129,8 +131,7 @@ def measure(data_root, method, pair, path, args, precision, out_dir, channels_la
                          default_root_dir=out_dir,
                          precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         callbacks=[timer] + ([ChannelsLast()] if channels_last else [])
-                         + ([CudaGraphs(enabled=True, rehearse=args.device != "cuda")] if graphs else []))
+                         callbacks=[timer] + ([ChannelsLast()] if channels_last else []))
     trainer.fit(module, datamodule=datamodule)
     return timer.steps_per_s
 
@@ -153,7 +154,7 @@ def main(argv=None):
     parser.add_argument("--updates-per-step", nargs="+", type=int, default=[1], metavar="K",
                         help="updates per Lightning training_step to time (updates_per_step; 1: the default)")
     parser.add_argument("--graphs", nargs="+", default=["off"], choices=["off", "on"],
-                        help="time the CUDA-graph fast path too (callbacks.cuda_graphs; on a CPU: rehearsed)")
+                        help="time the CUDA-graph fast path too (runner=cuda_graphs; on a CPU: rehearsed)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the DataLoader path")
@@ -213,7 +214,7 @@ def report(rows: list, columns: list, args, argv) -> str:
             f"alternative, a PIL image per sample through ToTensor + Normalize (bench only). Layouts: nchw, or "
             f"channels_last (conv weights in NHWC memory, callbacks.channels_last: the training default); "
             f"xK = updates_per_step=K (K updates per Lightning step); graphs = the CUDA-graph fast path "
-            f"(callbacks.cuda_graphs; rehearsed eagerly off CUDA).\n\n"
+            f"(runner=cuda_graphs; rehearsed eagerly off CUDA).\n\n"
             + "\n".join(table) + "\n")
     if args.out:  # after every row: a bench stopped by a time limit keeps the rows it finished
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,9 @@ import torch.nn.functional as F  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from pytorch_lightning.callbacks import Timer  # noqa: E402
 
-from da_bench.callbacks import ChannelsLast, TrainingClock  # noqa: E402
+from da_bench.callbacks import ChannelsLast  # noqa: E402
 from da_bench.checkpoints import AtomicCheckpointIO  # noqa: E402
 from da_bench.losses import dann_lambda  # noqa: E402
 from da_bench.provenance import cpu_name, git_commit  # noqa: E402
@@ -85,11 +86,11 @@ def plain(cfg, datamodule, args) -> float:
 
 
 def lightning(cfg, datamodule, args, full: bool) -> float:
-    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    runner = instantiate(cfg.runner, updates_per_step=cfg.updates_per_step)
+    method = instantiate(cfg.method, net=instantiate(cfg.net), runner=runner, _convert_="all")
     timer = StepTimer(args.warmup)
-    datamodule.updates_per_step = cfg.updates_per_step
     if full:
-        callbacks = [timer, TrainingClock(), *(instantiate(c) for c in cfg.callbacks.values())]
+        callbacks = [timer, Timer(), *(instantiate(c) for c in cfg.callbacks.values())]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()],
                               plugins=[AtomicCheckpointIO()], limit_val_batches=0, **intervals_in_calls(cfg))
     else:
@@ -122,10 +123,13 @@ def main(argv=None):
     pl.seed_everything(0, verbose=False)
     tmp = tempfile.mkdtemp(prefix="da_bench_overhead_")
     cfg = config(args, tmp, args.warmup + args.steps)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup()
     k = args.updates_per_step
+    datamodules = {}
+    for updates in {1, k}:  # each datamodule built with the K its runs use
+        datamodules[updates] = instantiate(cfg.data, updates_per_step=updates)
+        datamodules[updates].prepare_data()
+        datamodules[updates].setup()
+    datamodule = datamodules[1]
     times = {"plain": [], "bare": [], "full": [], **({f"full x{k}": []} if k > 1 else {})}
     for r in range(args.rounds):
         times["plain"].append(plain(cfg, datamodule, args))
@@ -133,7 +137,7 @@ def main(argv=None):
         times["full"].append(lightning(config(args, f"{tmp}/full{r}", args.warmup + args.steps), datamodule, args, True))
         if k > 1:
             cfg_k = config(args, f"{tmp}/full{r}x{k}", args.warmup + args.steps, [f"updates_per_step={k}"])
-            times[f"full x{k}"].append(lightning(cfg_k, datamodule, args, True))
+            times[f"full x{k}"].append(lightning(cfg_k, datamodules[k], args, True))
         print(" | ".join(f"{k} {v[-1]:.2f} ms" for k, v in times.items()), flush=True)
     median = {k: statistics.median(v) for k, v in times.items()}
     # each round times the three paths back to back: its own ratio is less exposed to slow drifts of the machine

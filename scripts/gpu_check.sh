@@ -9,7 +9,7 @@
 #      data, channels-last weights; each pair built once);
 #   2. one full DANN mnist_mnistm run at the default 10,000 steps alone on the GPU (trainer=gpu,
 #      updates_per_step=8: Lightning's per-step machinery once per 8 updates, methods/base.py): the process's
-#      wall time and its accuracy, eager and on the fast path (callbacks.cuda_graphs, da_bench/fast_path.py);
+#      wall time and its accuracy, eager and on the fast path (runner=cuda_graphs, da_bench/fast_path.py);
 #   3. DANN with updates_per_step=8, eager and on the fast path, at 5 seeds (10 runs), packed 10 at a time on
 #      the one GPU (run_packed.py): the grid's wall time, and DANN's target accuracy eager and on the fast path
 #      over seeds (make_tables.py). (On the H200, table=mnistm's 15 runs besides these ran past the limit.)
@@ -25,11 +25,11 @@ py=$(command -v python3 || command -v python)
 if [ "${SMOKE:-0}" = 1 ]; then
   device=cpu; trainer="trainer=default"; bench_steps=(--steps 16 --warmup 8); run_steps="trainer.max_steps=4"
   seeds=0; jobs=2; limits=(400 120 120 500); precisions=(32-true)
-  graphs="callbacks.cuda_graphs.enabled=true callbacks.cuda_graphs.rehearse=true"  # no CUDA: rehearsed
+  graphs="runner=cuda_graphs runner.rehearse=true"  # no CUDA: rehearsed
 else
   device=cuda; trainer="trainer=gpu"; bench_steps=(--steps 100 --warmup 20); run_steps=""
   seeds=0,1,2,3,4; jobs=10; limits=(130 100 45 270); precisions=(32-true)
-  graphs="callbacks.cuda_graphs.enabled=true"
+  graphs="runner=cuda_graphs"
 fi
 {
   echo "# GPU check (issue #12)"

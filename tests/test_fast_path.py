@@ -12,8 +12,7 @@ from da_bench.train import train
 from tests.helpers import last_checkpoint, make_cfg
 from tests.test_segmentation import SMALL_SCENES
 
-REHEARSE = ["callbacks.cuda_graphs.enabled=true", "callbacks.cuda_graphs.rehearse=true",
-            "callbacks.cuda_graphs.warmup=2"]
+REHEARSE = ["runner=cuda_graphs", "runner.rehearse=true", "runner.warmup=2"]
 
 
 def train_values(run_dir) -> dict[str, list[float]]:
@@ -75,7 +74,7 @@ def test_the_fast_path_with_several_updates_per_step_and_a_resume(fixture_data, 
 
 
 def test_a_run_off_the_fast_path_says_why_and_trains_eagerly(fixture_data, tmp_path, caplog):
-    overrides, why = ["method=dann", "callbacks.cuda_graphs.enabled=true"], "the device is cpu"
+    overrides, why = ["method=dann", "runner=cuda_graphs"], "the device is cpu"
     with caplog.at_level(logging.WARNING, logger="da_bench.fast_path"):
         train(make_cfg(fixture_data, tmp_path, overrides + ["trainer.max_steps=2"]))
     assert any(why in record.getMessage() and "trains eagerly" in record.getMessage() for record in caplog.records)

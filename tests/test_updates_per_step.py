@@ -60,3 +60,30 @@ def test_an_interrupted_run_with_several_updates_per_step_resumes(fixture_data, 
     assert step in (4, 8)  # a signal is acted on between training_steps
     metrics = train(make_cfg(fixture_data, tmp_path, base))
     assert metrics["steps"] == 10 and metrics["resumed_from"].endswith("last.ckpt")
+
+
+@pytest.mark.parametrize("runner, kind", [("eager", "EagerUpdates"), ("cuda_graphs", "GraphedUpdates")])
+def test_the_recipe_builds_the_runner_with_k_and_hands_it_to_the_method(fixture_data, tmp_path, runner, kind):
+    """K and the runner reach the method when it is built (issue #31): what the recipe instantiates."""
+    from hydra.utils import instantiate
+
+    cfg = make_cfg(fixture_data, tmp_path, ["method=dann", f"runner={runner}", "updates_per_step=4"])
+    built = instantiate(cfg.runner, updates_per_step=cfg.updates_per_step)
+    method = instantiate(cfg.method, net=instantiate(cfg.net), runner=built, _convert_="all")
+    assert method.runner is built and type(built).__name__ == kind and built.updates_per_step == 4
+    assert "runner" not in method.hparams  # not in the checkpoint's hyperparameters
+
+
+def test_no_method_asks_which_runner_it_has():
+    """The update rules (da_bench/methods/) hand `runner` to the base and nothing else: no method reads it,
+    names a runner class or the fast path, or steps the lr schedulers itself."""
+    from pathlib import Path
+
+    import da_bench.methods
+
+    for path in sorted(Path(da_bench.methods.__file__).parent.glob("*.py")):
+        if path.name == "base.py":
+            continue
+        text = path.read_text()
+        for word in ("self.runner", "EagerUpdates", "GraphedUpdates", "fast_path", "step_lr_schedulers", ".graphs"):
+            assert word not in text, f"{path.name} uses {word}"

@@ -64,8 +64,8 @@ class ADDA(DAMethod):
     def __init__(self, net, pretrain_optimizer: Callable, adapt_optimizer: Callable,
                  discriminator_hidden: Sequence[int] = (500, 500), pretrain_fraction: float = 0.5,
                  source_checkpoint: str | None = None, adversary_input: str = "logits",
-                 adapt_classifier: bool = False):
-        super().__init__(net)
+                 adapt_classifier: bool = False, runner=None):
+        super().__init__(net, runner=runner)
         if adversary_input not in ADVERSARY_INPUTS:
             raise ValueError(f"method.adversary_input must be one of {ADVERSARY_INPUTS}, not {adversary_input!r}")
         self.pretrain_optimizer, self.adapt_optimizer = pretrain_optimizer, adapt_optimizer

@@ -13,8 +13,8 @@ from da_bench.methods.base import DAMethod
 
 class FeatureAlignment(DAMethod):
     def __init__(self, net, optimizer: Callable, lr_schedule: dict | None = None, weight: float = 1.0,
-                 layers: Sequence[int] = (-1,)):
-        super().__init__(net, optimizer, lr_schedule)
+                 layers: Sequence[int] = (-1,), runner=None):
+        super().__init__(net, optimizer, lr_schedule, runner)
 
     def discrepancy(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

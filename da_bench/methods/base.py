@@ -5,17 +5,15 @@ never used by a method), test/* once after training, and the features / logits t
 (da_bench/snapshots.py).
 
 Training: a method writes `update(batch)`, its one update rule. A single-optimiser method returns its loss
-and the base takes the step (zero_grad, backward, step, the lr scheduler); a method with several optimisers
-(ADDA, WDGRL, seg_adv, CLAN) steps them itself and returns None. Optimisation is manual for every method, so
-that one Lightning `training_step` can run several updates: with `updates_per_step=K` the datamodule hands
-over K batches at once and the base applies `update` to each in turn. Lightning's per-step machinery (hooks,
-callbacks, logging, progress) then runs once per K updates; `max_steps` still counts updates (one per
-`update`, the global step), and K=1 is the plain loop. The same batches reach the same updates whatever K
-(tests/test_updates_per_step.py: identical weights).
-
-On the CUDA-graph fast path (da_bench/fast_path.py) `run_update` is captured and replayed; an update rule
-then reads per-step values from the device (`schedule_progress` for its schedules), steps its lr schedulers
-through `step_lr_schedulers` (the host steps them between replays) and names its phases in `graph_phase`.
+and the base takes the step (zero_grad, backward, step); a method with several optimisers (ADDA, WDGRL,
+seg_adv, CLAN) steps them itself and returns None. What every update needs besides its rule (the progress its
+schedules read, `schedule_progress`; the lr schedulers stepped after it; K = updates_per_step updates per
+Lightning training_step; the train values, `log_train`, logged once per step) is done by the update runner
+the method is built with (da_bench/runners.py: eager by default, or the CUDA-graph runner of
+da_bench/fast_path.py). Optimisation is manual for every method, so that one training_step can run several
+updates; `max_steps` still counts updates (the global step), and K=1 is the plain loop. The same batches
+reach the same updates whatever K (tests/test_updates_per_step.py: identical weights). A method names the
+phases of its update rule that differ in what they compute in `graph_phase` (one CUDA graph each).
 
 `DAMethod` is the classification base; evaluation calls `classify(x, domain)` =
 classifier_for(domain)(encoder_for(domain)(x)), and a method whose target domain has its own encoder or
@@ -34,27 +32,24 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from da_bench.compat import logs_this_step
 from da_bench.losses.grl import annealed_lr_factor
 from da_bench.methods.tasks import DOMAINS, Classification, metric_key  # noqa: F401  (re-exported)
+from da_bench.runners import EagerUpdates
 
 
 class Method(pl.LightningModule):
     uses_target_labels = False  # only the oracle reads target labels; the datamodule hides them otherwise
 
-    def __init__(self, net: nn.Module, task: nn.Module, optimizer: Callable | None = None):
+    def __init__(self, net: nn.Module, task: nn.Module, optimizer: Callable | None = None,
+                 runner: EagerUpdates | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "task"], logger=False)
+        self.save_hyperparameters(ignore=["net", "task", "runner"], logger=False)
         # every callable argument (the optimiser factories, whatever a method names them) stays out of the
         # checkpoint: a resume loads it with torch.load(weights_only=True), which refuses pickled callables
         self.remove_ignored_hparams([name for name, value in self.hparams.items() if callable(value)])
         self.net, self.task, self.optimizer = net, task, optimizer
-        self.automatic_optimization = False  # training_step runs updates; see the module docstring
-        self._last_update = True
-        self._grouped = False  # training batches come in groups of K > 1 (updates_per_step): seen in training_step
-        self.graphs = None  # the CUDA-graph fast path, when callbacks.cuda_graphs switches it on
-        self._train_values: dict = {}  # name -> (value, prog_bar) of the update that ran last, on the fast path
-        self.register_buffer("progress_tensor", torch.zeros(()), persistent=False)
+        self.runner = runner if runner is not None else EagerUpdates()
+        self.automatic_optimization = False  # the runner runs the updates; see the module docstring
 
     @property
     def target_metric(self) -> str:
@@ -68,9 +63,9 @@ class Method(pl.LightningModule):
 
     @property
     def schedule_progress(self) -> float | torch.Tensor:
-        """p for the schedules an update computes (GRL lambda, damping): `progress`, or on the fast path a 0-d
-        device tensor written before each update, so that a replayed CUDA graph reads this step's p."""
-        return self.progress_tensor if self.graphs is not None else self.progress
+        """p for the schedules an update computes (GRL lambda, damping), as the runner provides it: `progress`,
+        or on the CUDA-graph runner a 0-d device tensor written before each update (a replay reads this step's p)."""
+        return self.runner.progress(self)
 
     def graph_phase(self):
         """Which CUDA graph an update replays: one per value (ADDA: its stage; CLAN: the preheat)."""
@@ -87,23 +82,18 @@ class Method(pl.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: dict | list[dict], batch_idx: int) -> None:
-        self._grouped = isinstance(batch, list)
-        batches = batch if self._grouped else [batch]
-        batches = batches[: max(1, self.trainer.max_steps - self.global_step)]  # the last call may run fewer
-        for i, one in enumerate(batches):
-            self._last_update = i == len(batches) - 1
-            if self.graphs is None:
-                self.run_update(one)
-                continue
-            self.graphs(one)
-            if logs_this_step(self.trainer) and self._last_update:
-                for name, (value, prog_bar) in self._train_values.items():
-                    self.log(name, value, prog_bar=prog_bar)
-        if logs_this_step(self.trainer):
-            self._log_update_step(self.global_step - 1)
-            self.log_dict(self._learning_rates(), prog_bar=False)
+        self.runner.training_step(self, batch)
 
-    def _learning_rates(self) -> dict:
+    def on_train_start(self):
+        self.runner.on_train_start(self)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.runner.on_save_checkpoint(checkpoint)
+
+    def on_train_end(self):
+        self.runner.on_train_end(self)
+
+    def learning_rates(self) -> dict:
         """lr-<optimiser class>[-i] of every optimiser (its first param group), on the logged steps and the
         update axis of the train values (Lightning's LearningRateMonitor counts training_step calls)."""
         optimizers = self.optimizers()
@@ -117,45 +107,37 @@ class Method(pl.LightningModule):
 
     def run_update(self, batch: dict) -> None:
         """`update`, and the base's optimiser step when it returns a loss."""
-        self._train_values = {}
         loss = self.update(batch)
         if loss is not None:
             self.optimizer_step_on(loss)
 
-    def _log_update_step(self, step: int) -> None:
+    def log_update_axis(self, step: int) -> None:
         """With several updates per training_step, the loggers' x axis is still the update (Lightning's own
         would count training_step calls); with one, Lightning's step is already the update's."""
-        if self._grouped:
+        if self.runner.grouped:
             self.log("step", float(step), prog_bar=False)
 
     def optimizer_step_on(self, loss: torch.Tensor, optimizer=None) -> None:
-        """A step of `optimizer` (default: the method's single one) on `loss`, then the lr scheduler's
-        (what automatic optimisation did)."""
+        """A step of `optimizer` (default: the method's single one) on `loss`; the runner steps the lr
+        schedulers after the update."""
         optimizer = self.optimizers() if optimizer is None else optimizer
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()
-        self.step_lr_schedulers()
 
-    def step_lr_schedulers(self, now: bool = False) -> None:
-        """One step of every lr scheduler (an update steps each once). On the fast path only the host steps
-        them, after the update (`now`): written inside a captured update, an lr would be replayed unchanged."""
-        if self.graphs is not None and not now:
-            return
+    def step_lr_schedulers(self) -> None:
+        """One step of every lr scheduler, which the runner takes after each update. Outside the update rule:
+        written inside a captured update, an lr would be replayed unchanged."""
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()
 
     def log_train(self, values: dict, prog_bar: bool = True) -> None:
-        """A method's train/* values, handed to Lightning only on the steps it writes to the loggers (every
-        trainer.log_every_n_steps) and, of several updates per step, from the last. `self.log` costs about a
-        millisecond of Python per call, and a progress-bar value a host sync: paid every step, that alone is
-        several per cent of a CPU step. FiniteGuard checks these values on the same steps. On the fast path
-        they are kept for training_step, which logs them after the update."""
-        if self.graphs is not None:
-            self._train_values.update({name: (value, prog_bar) for name, value in values.items()})
-        elif logs_this_step(self.trainer) and self._last_update:
-            self.log_dict(values, prog_bar=prog_bar)
+        """A method's train/* values. The runner hands them to Lightning only on the steps it writes to the
+        loggers (every trainer.log_every_n_steps) and, of several updates per step, from the last: `self.log`
+        costs about a millisecond of Python per call, and a progress-bar value a host sync; paid every step,
+        that alone is several per cent of a CPU step. FiniteGuard checks these values on the same steps."""
+        self.runner.keep(values, prog_bar)
 
     def embed(self, x: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(features, logits) that the snapshot validators score, as the task defines them."""
@@ -173,19 +155,20 @@ class Method(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         self.task.end_epoch(self, "val")
-        self._log_update_step(self.global_step - (self.trainer.state.fn == "fit"))  # Lightning's steps at K=1
+        self.log_update_axis(self.global_step - (self.trainer.state.fn == "fit"))  # Lightning's steps at K=1
 
     def on_test_epoch_end(self):
         self.task.end_epoch(self, "test")
-        self._log_update_step(self.global_step)
+        self.log_update_axis(self.global_step)
 
 
 class DAMethod(Method):
-    def __init__(self, net: nn.Module, optimizer: Callable | None = None, lr_schedule: dict | None = None):
+    def __init__(self, net: nn.Module, optimizer: Callable | None = None, lr_schedule: dict | None = None,
+                 runner: EagerUpdates | None = None):
         if not isinstance(getattr(net, "classifier", None), nn.Sequential):
             raise ValueError(f"{type(self).__name__} classifies images; {type(net).__name__} is not a classification "
                              "net. On segmentation pairs use method=seg_source_only, seg_adv or clan")
-        super().__init__(net, Classification(net.classifier[-1].out_features), optimizer)
+        super().__init__(net, Classification(net.classifier[-1].out_features), optimizer, runner)
 
     def encoder_for(self, domain: str) -> nn.Module:
         """The encoder that represents `domain`'s images; ADDA's target domain has its own."""

@@ -33,10 +33,10 @@ class CLAN(SegAdversarial):
                  lambda_weight: float = 0.01, lambda_local: float = 40.0, epsilon: float = 0.4,
                  preheat_fraction: float = 0.05, discriminator_channels: Sequence[int] = (32, 64, 128),
                  damping: bool = True, poly_power: float | None = 0.9, grid_images: int = 8,
-                 head_lr_multiplier: float = 10.0, weight_map_gradient: bool = True):
+                 head_lr_multiplier: float = 10.0, weight_map_gradient: bool = True, runner=None):
         super().__init__(net, optimizer, discriminator_optimizer, lambda_adv, discriminator_channels, damping,
                          poly_power, num_heads=2, grid_images=grid_images, warmup_fraction=preheat_fraction,
-                         head_lr_multiplier=head_lr_multiplier)
+                         head_lr_multiplier=head_lr_multiplier, runner=runner)
 
     def graph_phase(self):
         return self._preheating()  # pixel_weight's branch: one CUDA graph each side

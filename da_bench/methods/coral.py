@@ -6,8 +6,8 @@ from da_bench.methods.alignment import FeatureAlignment
 
 
 class DeepCORAL(FeatureAlignment):
-    def __init__(self, net, optimizer, lr_schedule=None, weight: float = 1.0, layers=(-1,)):
-        super().__init__(net, optimizer, lr_schedule, weight, layers)
+    def __init__(self, net, optimizer, lr_schedule=None, weight: float = 1.0, layers=(-1,), runner=None):
+        super().__init__(net, optimizer, lr_schedule, weight, layers, runner)
 
     def discrepancy(self, f_s, f_t):
         return coral_loss(f_s, f_t)

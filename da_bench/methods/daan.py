@@ -60,8 +60,8 @@ class DAAN(DAMethod):
     def __init__(self, net, optimizer: Callable, lr_schedule: dict | None = None, gamma: float = 10.0,
                  weight: float = 1.0, global_scale: float = 0.05, local_scale: float = 0.01,
                  discriminator_hidden: Sequence[int] | None = None, local_hidden: Sequence[int] = (100,),
-                 omega_interval: int = 500):
-        super().__init__(net, optimizer, lr_schedule)
+                 omega_interval: int = 500, runner=None):
+        super().__init__(net, optimizer, lr_schedule, runner)
         hidden = discriminator_hidden if discriminator_hidden is not None else net.discriminator_hidden
         self.num_classes = net.classifier[-1].out_features
         self.global_loss = DomainAdversarialLoss(DomainDiscriminator(net.feature_dim, hidden, init=net.init))

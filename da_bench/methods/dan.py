@@ -18,8 +18,8 @@ from da_bench.methods.alignment import FeatureAlignment
 
 class DAN(FeatureAlignment):
     def __init__(self, net, optimizer, lr_schedule=None, weight: float = 1.0, layers=(-3, -2, -1),
-                 multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)):
-        super().__init__(net, optimizer, lr_schedule, weight, layers)
+                 multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0), runner=None):
+        super().__init__(net, optimizer, lr_schedule, weight, layers, runner)
         self.mmd = MMD(multipliers=multipliers)
 
     def discrepancy(self, f_s, f_t):

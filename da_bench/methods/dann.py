@@ -20,8 +20,9 @@ from da_bench.nets import DomainDiscriminator
 
 class DANN(DAMethod):
     def __init__(self, net, optimizer: Callable, lr_schedule: dict | None = None, gamma: float = 10.0,
-                 domain_loss_weight: float = 1.0, discriminator_hidden: Sequence[int] | None = None):
-        super().__init__(net, optimizer, lr_schedule)
+                 domain_loss_weight: float = 1.0, discriminator_hidden: Sequence[int] | None = None,
+                 runner=None):
+        super().__init__(net, optimizer, lr_schedule, runner)
         hidden = discriminator_hidden if discriminator_hidden is not None else net.discriminator_hidden
         self.domain_loss = DomainAdversarialLoss(DomainDiscriminator(net.feature_dim, hidden, init=net.init))
 

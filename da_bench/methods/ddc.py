@@ -24,8 +24,8 @@ from da_bench.methods.alignment import FeatureAlignment
 
 
 class DDC(FeatureAlignment):
-    def __init__(self, net, optimizer, lr_schedule=None, weight: float = 0.1, layers=(-2,)):
-        super().__init__(net, optimizer, lr_schedule, weight, layers)
+    def __init__(self, net, optimizer, lr_schedule=None, weight: float = 0.1, layers=(-2,), runner=None):
+        super().__init__(net, optimizer, lr_schedule, weight, layers, runner)
 
     def discrepancy(self, f_s, f_t):
         return linear_mmd(f_s, f_t)

@@ -53,8 +53,8 @@ def code_layer_count(classifier: nn.Sequential) -> int:
 class DSN(DAMethod):
     def __init__(self, net, optimizer: Callable, lr_schedule: dict | None = None, alpha: float = 0.01,
                  beta: float = 0.075, gamma: float = 0.25, da_start_step: int = 5000, grl_coeff: float = 1.0,
-                 image_size: int = 28, channels: int = 3):
-        super().__init__(net, optimizer, lr_schedule)
+                 image_size: int = 28, channels: int = 3, runner=None):
+        super().__init__(net, optimizer, lr_schedule, runner)
         self.code_layers = code_layer_count(net.classifier)
         code_dim = net.classifier[0].out_features if self.code_layers else net.feature_dim
         self.private = nn.ModuleDict({d: PrivateEncoder(channels, image_size, code_dim) for d in ("src", "tgt")})
@@ -96,6 +96,7 @@ class DSN(DAMethod):
     @torch.no_grad()
     def on_train_end(self):
         """reconstructions.png: per domain, rows = input, shared only, private only, shared + private."""
+        super().on_train_end()
         from torchvision.utils import save_image
 
         if not self.examples or not self.trainer.is_global_zero:

@@ -28,8 +28,9 @@ class SegAdversarial(SegMethod):
     def __init__(self, net, optimizer: Callable, discriminator_optimizer: Callable, lambda_adv: float = 0.001,
                  discriminator_channels: Sequence[int] = (32, 64, 128), damping: bool = False,
                  poly_power: float | None = 0.9, num_heads: int = 1, grid_images: int = 8,
-                 warmup_fraction: float = 0.0, head_lr_multiplier: float = 1.0):
-        super().__init__(net, optimizer, poly_power, num_heads, grid_images, warmup_fraction, head_lr_multiplier)
+                 warmup_fraction: float = 0.0, head_lr_multiplier: float = 1.0, runner=None):
+        super().__init__(net, optimizer, poly_power, num_heads, grid_images, warmup_fraction, head_lr_multiplier,
+                         runner=runner)
         self.discriminator_optimizer = discriminator_optimizer
         self.discriminator = PixelDiscriminator(self.num_classes, discriminator_channels)
 
@@ -84,7 +85,6 @@ class SegAdversarial(SegMethod):
         opt_d.optimizer.step()  # raw step: Lightning's global step counts iterations (one G step each)
         self.untoggle_optimizer(opt_d)
 
-        self.step_lr_schedulers()
         dom_acc = 0.5 * ((d_s < 0).float().mean() + (d_t > 0).float().mean())
         self.log_train({"train/loss_seg": loss_seg, "train/loss_adv": loss_adv, "train/loss_d": loss_d,
                        "train/dom_acc": dom_acc})

@@ -25,12 +25,12 @@ from da_bench.nets.segnet import upsample
 class SegMethod(Method):
     def __init__(self, net: nn.Module, optimizer: Callable | None = None, poly_power: float | None = 0.9,
                  num_heads: int = 1, grid_images: int = 8, warmup_fraction: float = 0.0,
-                 head_lr_multiplier: float = 1.0, pixels_per_image: int = 16):
+                 head_lr_multiplier: float = 1.0, pixels_per_image: int = 16, runner=None):
         if not isinstance(getattr(net, "classifier", None), nn.Conv2d):
             raise ValueError(f"{type(self).__name__} segments scenes; {type(net).__name__} has no per-pixel classifier. "
                              "Use data=mnist_mnistm_seg or usps_mnist_seg")
         num_classes = net.classifier.out_channels
-        super().__init__(net, Segmentation(num_classes, pixels_per_image, grid_images), optimizer)
+        super().__init__(net, Segmentation(num_classes, pixels_per_image, grid_images), optimizer, runner)
         extra = [copy.deepcopy(net.classifier) for _ in range(num_heads - 1)]
         for head in extra:
             head.reset_parameters()  # the co-training heads start apart

@@ -31,8 +31,8 @@ from da_bench.nets.convnet import mlp
 class WDGRL(DAMethod):
     def __init__(self, net, optimizer: Callable, critic_optimizer: Callable, lr_schedule: dict | None = None,
                  weight: float = 0.1, gp_weight: float = 10.0, critic_steps: int = 5,
-                 critic_hidden: Sequence[int] = (100,)):
-        super().__init__(net, optimizer, lr_schedule)
+                 critic_hidden: Sequence[int] = (100,), runner=None):
+        super().__init__(net, optimizer, lr_schedule, runner)
         self.critic_optimizer = critic_optimizer
         self.critic = mlp(net.feature_dim, critic_hidden, 1)
 
