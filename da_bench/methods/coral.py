@@ -1,4 +1,6 @@
-"""Deep CORAL (Sun & Saenko 2016): CE + weight * ||C_s - C_t||_F^2 / (4 d^2) on the last layer (logits)."""
+"""Deep CORAL (Sun & Saenko 2016): CE + weight * ||C_s - C_t||_F^2 / (4 d^2) on the last layer (logits), the
+paper's placement; `layers` moves it. What the layer and the batch size do on MNIST -> MNIST-M:
+results/survey/placement.md."""
 from __future__ import annotations
 
 from da_bench.losses import coral_loss

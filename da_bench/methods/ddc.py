@@ -7,7 +7,7 @@ adaptation layer h (a linear kernel; losses/mmd.py `linear_mmd`).
 Deviation, by choice: the paper inserts a new bottleneck layer before the classifier and picks its width
 (256 on AlexNet) and position by the MMD itself; here the adaptation layer is the net's existing last
 hidden layer (layers=[-2]: the 100-d fc of the DANN nets, LeNet's 500-d fc), so that every method shares
-one architecture. `layers` moves it.
+one architecture. `layers` moves it; what the layer and the batch size do: results/survey/placement.md.
 
 Weight: 0.1, not the paper's 0.25. On the DANN MNIST net (N(0, .1) init) the unbounded linear MMD at 0.25
 swamps the classification loss in the first steps and MNIST -> MNIST-M collapses (source accuracy .11,
