@@ -165,7 +165,7 @@ class GraphedUpdates(EagerUpdates):
 
     def update(self, method, batch: dict) -> None:
         if not self.on_path:
-            method.run_update(batch)
+            super().update(method, batch)
             return
         trainer = method.trainer
         before = trainer.global_step
