@@ -12,7 +12,7 @@
 #      wall time and its accuracy, eager and on the fast path (runner=cuda_graphs, da_bench/fast_path.py);
 #   3. DANN with updates_per_step=8, eager and on the fast path, at 5 seeds (10 runs), packed 10 at a time on
 #      the one GPU (run_packed.py): the grid's wall time, and DANN's target accuracy eager and on the fast path
-#      over seeds (make_tables.py). (On the H200, table=mnistm's 15 runs besides these ran past the limit.)
+#      over seeds (da-bench-tables). (On the H200, table=mnistm's 15 runs besides these ran past the limit.)
 # Each part has its own time limit, so a slow part cannot eat the next one's; what finished is written.
 # SMOKE=1 runs every part on the CPU at a few steps (to check the script itself without a GPU).
 set -u
@@ -73,7 +73,7 @@ wall=$(( ($(date +%s%N) - start) / 1000000 ))
 printf '\n## Packed grid\n\nexit %s; %s at a time; wall time %s ms; %s\n' "$rc" "$jobs" "$wall" "$(tail -n 1 "$logs.packed.log")" \
   | tee -a "$report"
 if find "$logs/grid" -name metrics.json | grep -q .; then
-  "$py" scripts/make_tables.py "$logs/grid" --table mnistm --name mnistm_gpu --out "$OUT" > /dev/null 2>&1 \
+  "$py" -m da_bench.tools.make_tables "$logs/grid" --table mnistm --name mnistm_gpu --out "$OUT" > /dev/null 2>&1 \
     && sed -n '/^## Model selection: last_step/,/^## Model selection: src_acc/p' "$OUT/mnistm_gpu.md" | sed '$d' >> "$report"
 fi
 tar czf "$OUT/runs.tar.gz" -C "$logs" . 2>/dev/null
