@@ -18,6 +18,7 @@ Only `oracle` reads target labels. Segmentation methods are scored on a fixed sa
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -107,7 +108,10 @@ class SnapshotSelection(pl.Callback):
         self.history.append({"step": step, **scores})
         for logger in trainer.loggers:
             logger.log_metrics({f"select/{rule}": v for rule, v in scores.items()}, step=step)
-        improved = [r for r, v in scores.items() if r not in self.best or v > self.best[r]["score"]]
+        # a score that is not finite (DEV's weights overflow when its domain classifier separates the domains)
+        # ranks nothing: as a first score it would otherwise stay the pick, since nothing compares above NaN
+        improved = [r for r, v in scores.items()
+                    if math.isfinite(v) and (r not in self.best or v > self.best[r]["score"])]
         for rule in improved:
             self.best[rule] = {"step": step, "score": scores[rule]}
         if improved:

@@ -218,3 +218,21 @@ def test_a_sweep_objective_is_a_rules_pick_score_and_never_the_last_step(tmp_pat
     assert objective({"selections": {}}, "im") is None  # a run without snapshots
     with pytest.raises(ConfigError, match="optimized_metric='last_step'"):
         train(make_cfg(tmp_path / "no-data-here", tmp_path, ["optimized_metric=last_step"]))
+
+
+def test_a_score_that_is_not_finite_is_never_a_pick(monkeypatch):
+    """DEV's weights can overflow (a domain classifier that separates the domains): such a snapshot is no
+    candidate for that rule, even as the first one, and the rule still picks among the finite scores."""
+    from types import SimpleNamespace
+
+    import da_bench.snapshots as snapshots
+
+    scores = iter([float("nan"), -0.5, float("inf"), -0.2, float("-inf")])
+    monkeypatch.setattr(snapshots, "score_all", lambda snapshot, rules: {"src_loss": next(scores)})
+    selection = snapshots.SnapshotSelection(rules=["src_loss"])
+    net, finite = torch.nn.Linear(2, 2), torch.zeros(4, 2)
+    for step in (1, 2, 3, 4, 5):
+        selection.record(SimpleNamespace(global_step=step, loggers=[]), net,
+                         Snapshot(src_features=finite, src_logits=finite, tgt_features=finite, tgt_logits=finite))
+    assert selection.best == {"src_loss": {"step": 4, "score": -0.2}}
+    assert [h["step"] for h in selection.history] == [1, 2, 3, 4, 5]  # every score is kept in the history
