@@ -70,17 +70,19 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, decay: float, balance: float
 
 
 def domain_weights(src_train: torch.Tensor, tgt_train: torch.Tensor, src_val: torch.Tensor,
-                   split_seed: int = 0) -> torch.Tensor:
+                   split_seed: int = 0, decays: tuple[float, ...] = DECAYS) -> torch.Tensor:
     """Importance weights w(x) = p_t(x) / p_s(x) of the source val samples, N_s_val (about 1 on average, not
     normalised: DEV's control variate needs the estimate's own mean), as DEV's protocol computes them (You et
     al., ICML 2019; thuml/Deep-Embedded-Validation): a domain classifier fitted on features of the *training*
-    splits (source train vs target), its weight decay chosen among DEV's nine values by accuracy on a held-out
+    splits (source train vs target), its weight decay chosen among `decays` (DEV's nine) by accuracy on a held-out
     20 % of those features, then applied to the held-out source val features: w = N_s/N_t p(t|x) / p(s|x).
     The same classifier for every method, so that adversarial methods are not judged by their own discriminator.
 
     Deviation: the classifier is linear (logistic regression, L-BFGS, on standardised features) where DEV's code
     fits an MLP with hidden layers (d, d, 2): nine MLP fits per snapshot on LeNet's 500-d features would cost
-    minutes on a CPU at each of a run's 20 snapshots."""
+    minutes on a CPU at each of a run's 20 snapshots.
+    On the digit nets' features the weights come out heavy-tailed under this protocol too (effective sample
+    sizes of a few per cent of source val; `scripts/dev_weights.py`, results/selection/table.md)."""
     x = torch.cat([src_train, tgt_train]).double()
     mean, std = x.mean(0), x.std(0) + 1e-6
     x = (x - mean) / std
@@ -95,7 +97,7 @@ def domain_weights(src_train: torch.Tensor, tgt_train: torch.Tensor, src_val: to
         return ((x[held] @ w + b + balance > 0).double() == y[held]).double().mean().item()
 
     fits = []
-    for decay in DECAYS:  # strongest first: each fit starts from the one before
+    for decay in sorted(decays, reverse=True):  # strongest first: each fit starts from the one before
         fits.append(_fit_logistic(x[fit], y[fit], decay, balance, fits[-1] if fits else None))
     w, b = max(fits, key=held_out_accuracy)  # the first of equals: the strongest decay
     return torch.exp(((src_val.double() - mean) / std) @ w + b).float()  # log-odds less the class-balance term
