@@ -128,3 +128,22 @@ def _loadable_step(path: Path) -> int | None:
         os.replace(path, aside)
         log.warning("%s; moved aside to %s", err, aside)
         return None
+
+
+def rebuild_finished_run(run_dir: Path):
+    """(config, datamodule after prepare_data, method with the weights of checkpoints/last.ckpt, that checkpoint)
+    of a finished run directory, for the tools that look at its model again (plot_features, scripts/dev_weights.py).
+    Needs .hydra/config.yaml, checkpoints/last.ckpt and the run's data."""
+    from hydra.utils import instantiate  # the training path reads checkpoints without building anything
+    from omegaconf import OmegaConf
+
+    from da_bench.run_dir import register_resolvers
+
+    register_resolvers()
+    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
+    checkpoint = read_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
+    method.load_state_dict(checkpoint["state_dict"])
+    return cfg, datamodule, method, checkpoint

@@ -12,16 +12,12 @@ per cent = a handful of source samples carry the estimate.
 The run directory needs .hydra/config.yaml and checkpoints/last.ckpt, and the data.
 """
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
-
-from da_bench.checkpoints import read_checkpoint
-from da_bench.run_dir import register_resolvers
-from da_bench.snapshots import SAME_AS_MODEL, outputs
-from da_bench.validators import DECAYS, Snapshot, dev, domain_weights, iwcv
+from da_bench.checkpoints import rebuild_finished_run
+from da_bench.snapshots import SAME_AS_MODEL, evaluate
+from da_bench.validators import DECAYS, dev, domain_weights, iwcv
 
 
 def main() -> None:
@@ -31,25 +27,18 @@ def main() -> None:
                         help="the domain classifier's weight decays to choose from (default: DEV's nine)")
     args = parser.parse_args()
     decays = tuple(float(d) for d in args.decays.split(","))
-    register_resolvers()
-    cfg = OmegaConf.load(args.run_dir / ".hydra" / "config.yaml")
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
+    _, datamodule, method, checkpoint = rebuild_finished_run(args.run_dir)
     datamodule.setup("fit")
-    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
-    checkpoint = read_checkpoint(args.run_dir / "checkpoints" / "last.ckpt")
+    final_weights = {k: v.clone() for k, v in method.state_dict().items()}
     (state,) = [v for k, v in checkpoint["callbacks"].items() if "SnapshotSelection" in k]
     print(f"{args.run_dir}: step {checkpoint['global_step']}; decays {decays}")
     for step, weights in sorted(state["weights"].items()):
-        method.load_state_dict(checkpoint["state_dict"] if weights == SAME_AS_MODEL else weights)
-        method.eval()
-        (fs, zs, ys), (ft, zt, _) = (outputs(method, loader, d)
-                                     for loader, d in zip(datamodule.val_dataloader(), ("src", "tgt")))
-        (trs, _, _), (trt, _, _) = (outputs(method, loader, d)
-                                    for loader, d in zip(datamodule.train_sample_dataloaders(), ("src", "tgt")))
-        w = domain_weights(trs, trt, fs, decays=decays).double()
-        snapshot = Snapshot(src_features=fs, src_logits=zs, src_labels=ys, tgt_features=ft, tgt_logits=zt,
-                            src_train_features=trs, tgt_train_features=trt, source_weights=w.float())
+        method.load_state_dict(final_weights if weights == SAME_AS_MODEL else weights)
+        val = evaluate(None, method, datamodule.val_dataloader())  # no trainer: full precision
+        train = evaluate(None, method, datamodule.train_sample_dataloaders())
+        w = domain_weights(train.src_features, train.tgt_features, val.src_features, decays=decays).double()
+        snapshot = replace(val, tgt_labels=None, src_train_features=train.src_features,
+                           tgt_train_features=train.tgt_features, source_weights=w.float())
         ess = (w.sum() ** 2 / w.square().sum() / len(w)).item()
         picked = sorted(rule for rule, pick in state["best"].items() if pick["step"] == step)
         print(f"step {step}: ESS {100 * ess:.1f} % of {len(w)}, max/mean {(w.max() / w.mean()).item():.3g}, "

@@ -16,22 +16,15 @@ import argparse
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from da_bench.checkpoints import read_checkpoint
-from da_bench.run_dir import register_resolvers
+from da_bench.checkpoints import rebuild_finished_run
 from da_bench.tools.figures import pyplot, save
 from da_bench.validators import _fit_logistic
 
 
 def run_features(run_dir: Path, samples: int) -> tuple[str, torch.Tensor, torch.Tensor]:
     """(method name, source features, target features) of the run's weights on its pair's test sets."""
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    method = instantiate(cfg.method, net=instantiate(cfg.net), _convert_="all")
-    method.load_state_dict(read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"])
+    cfg, datamodule, method, _ = rebuild_finished_run(run_dir)
     method.eval()
     features = []
     with torch.no_grad():
@@ -64,7 +57,6 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=1000, help="test images per domain (default 1000)")
     args = parser.parse_args(argv)
     plt = pyplot("da-bench-plot features")
-    register_resolvers()
     fig, axes = plt.subplots(1, len(args.runs), figsize=(4.2 * len(args.runs), 4.2), squeeze=False)
     for ax, run_dir in zip(axes[0], args.runs):
         name, src, tgt = run_features(run_dir, args.samples)
